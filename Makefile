@@ -1,0 +1,48 @@
+# lutece: the two commands a new user needs are `make demo` and `make test`.
+# Both set up .venv on their own (Python 3.11 and make are all a fresh machine needs).
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.lutece-installed
+TORCHSORT_STAMP := $(VENV)/.torchsort-tried
+# torch is pinned and installed first: an unpinned torch pulls a multi-GB CUDA build.
+TORCH_PIN := torch==2.13.0
+
+.PHONY: setup demo test test-all lint bench bench-setup clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet $(TORCH_PIN)
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+demo: setup
+	$(BIN)/lutece demo
+
+lint: setup
+	$(BIN)/ruff check src tests benchmarks
+
+test: setup $(TORCHSORT_STAMP) lint
+	$(BIN)/python -m pytest -m "not slow" -q
+
+test-all: setup $(TORCHSORT_STAMP) lint
+	$(BIN)/python -m pytest -q
+
+# torchsort (an anchor) has no wheel for this torch: it is built from its sdist against the
+# installed torch, once. Best effort: the tests that compare against it skip without it.
+$(TORCHSORT_STAMP): $(STAMP)
+	bash benchmarks/install_torchsort.sh $(BIN)/python
+	touch $(TORCHSORT_STAMP)
+
+bench-setup: setup $(TORCHSORT_STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
+
+bench: bench-setup
+	$(BIN)/python benchmarks/sorting.py
+
+clean:
+	rm -rf $(VENV) runs build dist .pytest_cache .ruff_cache

@@ -1,0 +1,131 @@
+"""Projection onto the permutahedron, as a differentiable torch operator.
+
+Blondel, Teboul, Berthet & Djolonga, ICML 2020, Sections 3-5. For ``w`` sorted in
+decreasing order, the permutahedron P(w) is the convex hull of the permutations of ``w``:
+
+* ``regularization="l2"``:  P_Q(z, w) = argmin_{mu in P(w)} 1/2 ||mu - z||^2            (eq. 5)
+* ``regularization="kl"``:  P_E(z, w) = log argmin_{mu in P(exp w)} KL(mu, exp z)        (eq. 6)
+
+Both are computed exactly by one sort and one isotonic regression (Prop. 3), and both are
+differentiated exactly through the block-diagonal Jacobian of the isotonic solution
+(Lemma 3); autograd never unrolls the solver loop.
+
+The operator is a ``torch.library`` custom op, so ``torch.compile`` treats it as one opaque
+node (no graph break). On CPU tensors it runs the numba kernels; on any other device it runs
+the vectorized torch kernels. Double backward is not supported and raises.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from . import _torch_kernels
+
+try:  # numba is a declared dependency; the torch kernels keep lutece usable without it.
+    from . import _numba_kernels
+except ImportError:  # pragma: no cover - exercised only on installs without numba
+    _numba_kernels = None
+
+__all__ = ["permutahedron_projection", "use_numba"]
+
+_FORCE_TORCH_KERNELS = False
+
+
+def use_numba(enabled: bool) -> None:
+    """Choose the CPU kernels: numba (default, fast) or the pure-torch ones (for testing)."""
+    global _FORCE_TORCH_KERNELS
+    _FORCE_TORCH_KERNELS = not enabled
+
+
+def _numba_available(t: torch.Tensor) -> bool:
+    return _numba_kernels is not None and not _FORCE_TORCH_KERNELS and t.device.type == "cpu"
+
+
+@torch.library.custom_op("lutece::permutahedron_projection", mutates_args=())
+def _projection(
+    z: torch.Tensor, w: torch.Tensor, kl: bool, sort_w: bool
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    if not _numba_available(z):
+        return _torch_kernels.project_forward(z, w, kl, sort_w)
+    z, w = z.contiguous(), w.contiguous()
+    out = torch.empty_like(z)
+    perm = torch.empty(z.shape, dtype=torch.int64)
+    segments = torch.empty(z.shape, dtype=torch.int64)
+    _numba_kernels.project_forward(
+        z.numpy(), w.numpy(), kl, sort_w, out.numpy(), perm.numpy(), segments.numpy()
+    )
+    return out, perm, segments
+
+
+@_projection.register_fake
+def _(z, w, kl, sort_w):
+    index = torch.empty(z.shape, dtype=torch.int64, device=z.device)
+    return torch.empty_like(z), index, torch.empty_like(index)
+
+
+@torch.library.custom_op("lutece::permutahedron_projection_backward", mutates_args=())
+def _projection_backward(
+    grad: torch.Tensor,
+    z: torch.Tensor,
+    w: torch.Tensor,
+    perm: torch.Tensor,
+    segments: torch.Tensor,
+    kl: bool,
+    sort_w: bool,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    if not _numba_available(grad):
+        return _torch_kernels.project_backward(grad, z, w, perm, segments, kl, sort_w)
+    grad, z, w = grad.contiguous(), z.contiguous(), w.contiguous()
+    grad_z = torch.empty_like(z)
+    grad_w = torch.empty_like(w)
+    _numba_kernels.project_backward(
+        grad.numpy(), z.numpy(), w.numpy(), perm.numpy(), segments.numpy(), kl, sort_w,
+        grad_z.numpy(), grad_w.numpy(),
+    )
+    return grad_z, grad_w
+
+
+@_projection_backward.register_fake
+def _(grad, z, w, perm, segments, kl, sort_w):
+    return torch.empty_like(z), torch.empty_like(w)
+
+
+def _setup_context(ctx, inputs, output):
+    z, w, kl, sort_w = inputs
+    _, perm, segments = output
+    ctx.save_for_backward(z, w, perm, segments)
+    ctx.kl = kl
+    ctx.sort_w = sort_w
+
+
+def _backward(ctx, grad_out, grad_perm, grad_segments):
+    z, w, perm, segments = ctx.saved_tensors
+    grad_z, grad_w = _projection_backward(
+        grad_out.contiguous(), z, w, perm, segments, ctx.kl, ctx.sort_w
+    )
+    return grad_z, grad_w, None, None
+
+
+_projection.register_autograd(_backward, setup_context=_setup_context)
+
+
+def permutahedron_projection(
+    z: torch.Tensor, w: torch.Tensor, *, regularization: str = "l2", sort_w: bool = False
+) -> torch.Tensor:
+    """Project each row of ``z`` onto the permutahedron of the matching row of ``w``.
+
+    Args:
+        z: (B, n) float32/float64, the point to project.
+        w: (B, n) same dtype and device; its rows must be sorted in decreasing order unless
+            ``sort_w`` is True, in which case ``z``'s rows must be sorted decreasingly.
+        regularization: ``"l2"`` (eq. 5) or ``"kl"`` (eq. 6, result in log space).
+        sort_w: which argument the kernel sorts (see the module docstring).
+
+    Returns:
+        (B, n): P(z, w), differentiable with respect to both ``z`` and ``w``.
+
+    This is an internal building block: it trusts its inputs. Public operators
+    (:func:`lutece.sorting.soft_rank` and friends) validate theirs first.
+    """
+    out, _, _ = _projection(z, w, regularization == "kl", sort_w)
+    return out
