@@ -21,7 +21,9 @@ returned as integer segment ids, never compared in the value dtype.
 Every kernel processes a (B, n) batch in one call. ``sort_w`` selects which argument is
 sorted inside the kernel: ``False`` (soft rank, top-k) sorts ``z`` and expects ``w`` sorted
 in decreasing order; ``True`` (soft sort) sorts ``w`` and expects ``z`` sorted in decreasing
-order. The permutation of the sorted argument is returned for the backward pass.
+order. The permutation of the sorted argument is returned for the backward pass. Rows are sorted
+by an LSD radix sort on the IEEE bytes (O(n)), several times faster than a comparison sort
+on CPU for the long rows where sorting dominates.
 """
 
 from __future__ import annotations
@@ -30,6 +32,64 @@ import numpy as np
 from numba import njit
 
 __all__ = ["project_forward", "project_backward"]
+
+
+_SMALL_ROW = 128  # below this, a comparison sort beats four to eight radix passes
+
+
+@njit(cache=True)
+def _sortable_keys(row, keys):
+    """Unsigned integer keys whose order is the float order of ``row`` (IEEE 754 trick:
+    flip all bits of negatives, set the sign bit of non-negatives)."""
+    if row.itemsize == 4:
+        bits32 = row.view(np.uint32)
+        for i in range(row.shape[0]):
+            b = np.uint64(bits32[i])
+            keys[i] = b ^ np.uint64(0xFFFFFFFF) if b >> np.uint64(31) else b | np.uint64(0x80000000)
+    else:
+        bits64 = row.view(np.uint64)
+        for i in range(row.shape[0]):
+            b = bits64[i]
+            keys[i] = (b ^ np.uint64(0xFFFFFFFFFFFFFFFF) if b >> np.uint64(63)
+                       else b | np.uint64(0x8000000000000000))
+
+
+@njit(cache=True)
+def _argsort_row(row, order, keys, scratch_keys, scratch_order, counts):
+    """Ascending argsort of one row into ``order``: LSD radix sort on the float's bytes
+    (O(n), 4 passes for float32 and 8 for float64, passes whose byte is constant skipped),
+    or numba's quicksort for short rows."""
+    n = row.shape[0]
+    if n < _SMALL_ROW:
+        order[:] = np.argsort(row)
+        return
+    _sortable_keys(row, keys)
+    for i in range(n):
+        order[i] = i
+    source_keys, source_order = keys, order
+    target_keys, target_order = scratch_keys, scratch_order
+    for byte in range(row.itemsize):
+        shift = np.uint64(8 * byte)
+        counts[:] = 0
+        for i in range(n):
+            counts[(source_keys[i] >> shift) & np.uint64(255)] += 1
+        if counts.max() == n:
+            continue
+        total = 0
+        for digit in range(256):
+            count = counts[digit]
+            counts[digit] = total
+            total += count
+        for i in range(n):
+            digit = (source_keys[i] >> shift) & np.uint64(255)
+            j = counts[digit]
+            counts[digit] = j + 1
+            target_keys[j] = source_keys[i]
+            target_order[j] = source_order[i]
+        source_keys, target_keys = target_keys, source_keys
+        source_order, target_order = target_order, source_order
+    if source_order is not order:
+        order[:] = source_order
 
 
 @njit(cache=True, inline="always")
@@ -93,8 +153,13 @@ def project_forward(z, w, kl, sort_w, out, perm, segments):
     starts = np.empty(n + 1, dtype=np.int64)
     first = np.empty(n, dtype=np.float64)
     second = np.empty(n, dtype=np.float64)
+    order = np.empty(n, dtype=np.int64)
+    keys = np.empty(n, dtype=np.uint64)
+    scratch_keys = np.empty(n, dtype=np.uint64)
+    scratch_order = np.empty(n, dtype=np.int64)
+    counts = np.empty(256, dtype=np.int64)
     for b in range(batch):
-        order = np.argsort(w[b] if sort_w else z[b])
+        _argsort_row(w[b] if sort_w else z[b], order, keys, scratch_keys, scratch_order, counts)
         for i in range(n):
             perm[b, i] = order[n - 1 - i]  # decreasing order
         for i in range(n):

@@ -28,6 +28,8 @@ scales.
 
 from __future__ import annotations
 
+import functools
+
 import torch
 
 from ._rows import (
@@ -44,10 +46,17 @@ from .permutahedron import permutahedron_projection
 __all__ = ["soft_sort", "soft_rank", "soft_topk_mask"]
 
 
+@functools.lru_cache(maxsize=64)
+def _rho(n: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    return torch.arange(n, 0, -1, dtype=dtype, device=device)
+
+
 def _decreasing_weights(rows: torch.Tensor) -> torch.Tensor:
-    """rho = (n, n-1, ..., 1) for every row: (B, n) in rows' dtype and device."""
-    n = rows.shape[1]
-    rho = torch.arange(n, 0, -1, dtype=rows.dtype, device=rows.device)
+    """rho = (n, n-1, ..., 1) for every row: (B, n) in rows' dtype and device (read-only)."""
+    if torch.compiler.is_compiling():
+        rho = torch.arange(rows.shape[1], 0, -1, dtype=rows.dtype, device=rows.device)
+    else:
+        rho = _rho(rows.shape[1], rows.dtype, rows.device)
     return rho.expand_as(rows)
 
 
