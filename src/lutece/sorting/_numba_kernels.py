@@ -34,7 +34,9 @@ from numba import njit
 __all__ = ["project_forward", "project_backward"]
 
 
-_SMALL_ROW = 128  # below this, a comparison sort beats four to eight radix passes
+# Below this length a row is argsorted by numpy before the kernel (its vectorized sort beats
+# four to eight radix passes and numba's quicksort on short rows); above, by radix sort.
+SMALL_ROW = 128
 
 
 @njit(cache=True)
@@ -57,12 +59,8 @@ def _sortable_keys(row, keys):
 @njit(cache=True)
 def _argsort_row(row, order, keys, scratch_keys, scratch_order, counts):
     """Ascending argsort of one row into ``order``: LSD radix sort on the float's bytes
-    (O(n), 4 passes for float32 and 8 for float64, passes whose byte is constant skipped),
-    or numba's quicksort for short rows."""
+    (O(n), 4 passes for float32 and 8 for float64, passes whose byte is constant skipped)."""
     n = row.shape[0]
-    if n < _SMALL_ROW:
-        order[:] = np.argsort(row)
-        return
     _sortable_keys(row, keys)
     for i in range(n):
         order[i] = i
@@ -145,8 +143,12 @@ def _pav_row(s, w, kl, starts, first, second):
 
 
 @njit(cache=True)
-def project_forward(z, w, kl, sort_w, out, perm, segments):
-    """Batched projection P(z, w); fills ``out`` (B, n), ``perm`` and ``segments`` (B, n)."""
+def project_forward(z, w, kl, sort_w, presorted, out, perm, segments):
+    """Batched projection P(z, w); fills ``out`` (B, n), ``perm`` and ``segments`` (B, n).
+
+    ``presorted``: True if ``perm`` already holds the ascending argsort of the sorted
+    argument (short rows, sorted by numpy beforehand); False to radix-sort here.
+    """
     batch, n = z.shape
     s = np.empty(n, dtype=np.float64)
     ws = np.empty(n, dtype=np.float64)
@@ -159,7 +161,11 @@ def project_forward(z, w, kl, sort_w, out, perm, segments):
     scratch_order = np.empty(n, dtype=np.int64)
     counts = np.empty(256, dtype=np.int64)
     for b in range(batch):
-        _argsort_row(w[b] if sort_w else z[b], order, keys, scratch_keys, scratch_order, counts)
+        if presorted:
+            order[:] = perm[b]
+        else:
+            _argsort_row(w[b] if sort_w else z[b], order, keys, scratch_keys, scratch_order,
+                         counts)
         for i in range(n):
             perm[b, i] = order[n - 1 - i]  # decreasing order
         for i in range(n):

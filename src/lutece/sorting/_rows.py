@@ -64,13 +64,17 @@ def apply_rowwise(
     Rows whose strength is 0 take the hard operator; the others the soft one.
     """
     axis = check_dim(fn, dim, x.ndim)
-    moved = x.movedim(axis, -1)
+    last = axis == x.ndim - 1
+    # Skip no-op movedim/reshape/to: each would add an autograd node to every call.
+    moved = x if last else x.movedim(axis, -1)
     strength = check_nonnegative_strength(
         fn, "regularization_strength", regularization_strength, moved.shape[:-1]
     )
     n = moved.shape[-1]
     dtype = compute_dtype(x.dtype)
-    rows = moved.reshape(moved.shape[:-1].numel(), n).to(dtype)
+    rows = moved if moved.ndim == 2 else moved.reshape(moved.shape[:-1].numel(), n)
+    if dtype != x.dtype:
+        rows = rows.to(dtype)
     if rows.numel() == 0:
         out = rows.clone()
     elif isinstance(strength, float):
@@ -85,7 +89,11 @@ def apply_rowwise(
         else:
             safe = torch.where(is_hard, torch.ones_like(per_row), per_row)
             out = torch.where(is_hard, hard(rows), soft(rows, safe))
-    return out.to(x.dtype).reshape(moved.shape).movedim(-1, axis)
+    if dtype != x.dtype:
+        out = out.to(x.dtype)
+    if moved.ndim != 2:
+        out = out.reshape(moved.shape)
+    return out if last else out.movedim(-1, axis)
 
 
 def average_ranks(rows: torch.Tensor, descending: bool = False) -> torch.Tensor:

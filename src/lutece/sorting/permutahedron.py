@@ -18,6 +18,7 @@ Double backward is not supported and raises.
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 from torch.autograd.function import once_differentiable
 
@@ -50,11 +51,16 @@ def _forward_kernel(
     if not _numba_available(z):
         return _torch_kernels.project_forward(z, w, kl, sort_w)
     z, w = z.contiguous(), w.contiguous()
+    z_array, w_array = z.numpy(), w.numpy()
+    presorted = z.shape[1] < _numba_kernels.SMALL_ROW
+    if presorted:
+        perm = torch.from_numpy(np.argsort(w_array if sort_w else z_array, axis=1))
+    else:
+        perm = torch.empty(z.shape, dtype=torch.int64)
     out = torch.empty_like(z)
-    perm = torch.empty(z.shape, dtype=torch.int64)
     segments = torch.empty(z.shape, dtype=torch.int64)
     _numba_kernels.project_forward(
-        z.numpy(), w.numpy(), kl, sort_w, out.numpy(), perm.numpy(), segments.numpy()
+        z_array, w_array, kl, sort_w, presorted, out.numpy(), perm.numpy(), segments.numpy()
     )
     return out, perm, segments
 

@@ -1,0 +1,18 @@
+"""The quick sorting experiment runs, reports every number, and shows the claims that a
+quick run is large enough for (complexity and robust regression)."""
+
+from lutece.experiments import get
+
+
+def test_quick_sorting_experiment():
+    result = get("sorting").run(True, 0)
+    metrics = result.metrics
+    assert 0.8 < metrics["time_exponent_ours_n_ge_10000"] < 1.3
+    assert metrics["time_exponent_pairwise"] > 1.6
+    assert metrics["speedup_vs_pairwise_n1000"] >= 10
+    assert metrics["lts_test_mse_soft_LTS_40pct"] < 0.5  # near the 0.25 noise floor
+    assert metrics["lts_test_mse_least_squares_40pct"] > 2.0
+    assert result.claim_shown is None  # one seed cannot judge the label-ranking gain
+    assert "Quick run" in result.notes
+    assert set(result.figures) == {"sorting_time_vs_n", "sorting_soft_lts", "sorting_spearman"}
+    assert result.seconds < 60
