@@ -90,6 +90,8 @@ def project_backward(
     sort_w: bool,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Vector-Jacobian product for z and w (see the numba kernel for the formulas)."""
+    dtype = grad.dtype
+    grad, z, w = grad.double(), z.double(), w.double()  # float64 sums, like the forward
     grad_sorted = grad if sort_w else grad.gather(1, perm)
     totals = _segment_sum(grad_sorted, segments).gather(1, segments)
     if kl:
@@ -104,5 +106,7 @@ def project_backward(
         grad_s = grad_sorted - mean
         grad_ws = mean
     if sort_w:
-        return grad_s, torch.zeros_like(grad_ws).scatter_(1, perm, grad_ws)
-    return torch.zeros_like(grad_s).scatter_(1, perm, grad_s), grad_ws
+        grad_z, grad_w = grad_s, torch.zeros_like(grad_ws).scatter_(1, perm, grad_ws)
+    else:
+        grad_z, grad_w = torch.zeros_like(grad_s).scatter_(1, perm, grad_s), grad_ws
+    return grad_z.to(dtype), grad_w.to(dtype)
