@@ -1,0 +1,135 @@
+"""Discrete solvers to perturb: each maps scores (..., *event) to a decision with the same
+leading batch dimensions, batched (one call solves every row), never differentiated.
+
+=====================  ===============  =========================  ==========
+solver                 event            decision                   direction
+=====================  ===============  =========================  ==========
+argmax_one_hot         (n,)             one-hot (n,)               maximize
+topk_mask(k)           (n,)             0/1 mask with k ones       maximize
+ranks                  (n,)             1-based ascending ranks    maximize
+sort                   (n,)             ascending sorted values    (a function)
+shortest_path_grid     (H, W) costs     0/1 path mask (H, W)       minimize
+assignment             (n, n) scores    permutation matrix (n, n)  maximize
+=====================  ===============  =========================  ==========
+
+``ranks`` maximizes <y, theta> over the permutations of (1, ..., n), so it follows the
+convention of :func:`lutece.sorting.soft_rank`: rank n goes to the largest score.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+import torch
+from scipy.optimize import linear_sum_assignment
+
+from .._validation import check_finite, check_floating, check_tensor
+from ._dijkstra import _STEPS, grid_shortest_paths
+
+__all__ = ["argmax_one_hot", "topk_mask", "ranks", "sort", "shortest_path_grid", "assignment"]
+
+
+def _check(fn: str, scores: object, event_ndim: int) -> torch.Tensor:
+    scores = check_tensor(fn, "scores", scores, min_ndim=event_ndim)
+    check_floating(fn, "scores", scores)
+    return check_finite(fn, "scores", scores)
+
+
+def argmax_one_hot(scores: torch.Tensor) -> torch.Tensor:
+    """One-hot vector of the largest entry of the last dimension (first one on ties).
+
+    scores: (..., n) -> (..., n) in scores' dtype.
+    """
+    scores = _check("argmax_one_hot", scores, 1)
+    index = scores.argmax(dim=-1, keepdim=True)
+    return torch.zeros_like(scores).scatter_(-1, index, 1.0)
+
+
+def topk_mask(k: int) -> Callable[[torch.Tensor], torch.Tensor]:
+    """A solver returning the 0/1 mask of the ``k`` largest entries of the last dimension.
+
+    Returns ``solver(scores: (..., n)) -> (..., n)``; raises if k > n.
+    """
+    if isinstance(k, bool) or not isinstance(k, int) or k < 0:
+        raise ValueError(f"topk_mask: k must be an int >= 0, got {k!r}")
+
+    def solver(scores: torch.Tensor) -> torch.Tensor:
+        scores = _check("topk_mask", scores, 1)
+        n = scores.shape[-1]
+        if k > n:
+            raise ValueError(f"topk_mask: k = {k} exceeds the number of entries n = {n}")
+        index = scores.topk(k, dim=-1).indices
+        return torch.zeros_like(scores).scatter_(-1, index, 1.0)
+
+    solver.__name__ = f"topk_mask(k={k})"
+    solver.__qualname__ = solver.__name__
+    return solver
+
+
+def ranks(scores: torch.Tensor) -> torch.Tensor:
+    """Hard 1-based ascending ranks of the last dimension (ties broken by position).
+
+    scores: (..., n) -> (..., n) in scores' dtype.
+    """
+    scores = _check("ranks", scores, 1)
+    order = scores.argsort(dim=-1)
+    positions = torch.arange(1, scores.shape[-1] + 1, dtype=scores.dtype,
+                             device=scores.device).expand_as(scores)
+    return torch.empty_like(scores).scatter_(-1, order, positions)
+
+
+def sort(scores: torch.Tensor) -> torch.Tensor:
+    """Ascending sorted values of the last dimension: (..., n) -> (..., n)."""
+    scores = _check("sort", scores, 1)
+    return torch.sort(scores, dim=-1).values
+
+
+def shortest_path_grid(costs: torch.Tensor, *, clamp_negative: bool = False) -> torch.Tensor:
+    """Minimum-cost path from the top-left to the bottom-right cell of each grid.
+
+    8-neighbourhood moves; a path's cost is the sum of the costs of the cells it visits, both
+    ends included (the Warcraft shortest-path benchmark). Solved by a compiled Dijkstra over
+    the whole batch. Minimizes, so use ``maximize=False`` with :func:`perturbed`.
+
+    Args:
+        costs: (..., H, W) non-negative cell costs. Dijkstra needs them >= 0: negative costs
+            raise unless ``clamp_negative`` (then they count as 0), which is what perturbed
+            costs need when the noise can push them below zero.
+
+    Returns:
+        (..., H, W) 0/1 mask of the cells on the path, in costs' dtype and device.
+    """
+    fn = "shortest_path_grid"
+    costs = _check(fn, costs, 2)
+    if clamp_negative:
+        costs = costs.clamp_min(0)
+    elif costs.numel() and float(costs.min()) < 0:
+        raise ValueError(f"{fn}: costs must be >= 0 (Dijkstra), got a minimum of "
+                         f"{float(costs.min())}; pass clamp_negative=True to clamp them")
+    height, width = costs.shape[-2:]
+    if height == 0 or width == 0:
+        raise ValueError(f"{fn}: the grid must have at least one cell, got {height}x{width}")
+    flat = costs.detach().reshape(-1, height, width).to("cpu", torch.float64).contiguous()
+    paths = np.empty(flat.shape, dtype=np.float64)
+    grid_shortest_paths(flat.numpy(), _STEPS, paths)
+    return torch.from_numpy(paths).reshape(costs.shape).to(costs.device, costs.dtype)
+
+
+def assignment(scores: torch.Tensor) -> torch.Tensor:
+    """Permutation matrix P maximizing sum_ij scores_ij P_ij (linear assignment, scipy's
+    ``linear_sum_assignment``, one call per matrix).
+
+    scores: (..., n, n) -> (..., n, n) 0/1 in scores' dtype and device.
+    """
+    fn = "assignment"
+    scores = _check(fn, scores, 2)
+    n, m = scores.shape[-2:]
+    if n != m:
+        raise ValueError(f"{fn}: scores must be square (..., n, n), got (..., {n}, {m})")
+    flat = scores.detach().reshape(-1, n, n).to("cpu", torch.float64).numpy()
+    result = np.zeros_like(flat)
+    for index, matrix in enumerate(flat):
+        rows, cols = linear_sum_assignment(matrix, maximize=True)
+        result[index, rows, cols] = 1.0
+    return torch.from_numpy(result).reshape(scores.shape).to(scores.device, scores.dtype)
