@@ -23,9 +23,9 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
+from ..data import label_ranking_data, mean_spearman  # noqa: E402
 from ..report import ExperimentResult, Table, figure_to_png  # noqa: E402
 from ..sorting import soft_least_trimmed_squares, soft_rank, spearman_loss  # noqa: E402
-from ..sorting._rows import average_ranks  # noqa: E402
 from ..sorting.baselines import pairwise_soft_rank  # noqa: E402
 from . import register  # noqa: E402
 from ._timing import fitted_exponent, forward_backward, median_seconds  # noqa: E402
@@ -136,35 +136,12 @@ def _lts_study(quick: bool, seeds: list[int]) -> dict:
             "n": n, "d": d}
 
 
-def _label_ranking_data(n: int, d: int, m: int, seed: int):
-    """Scores s = sinh(x W / 2) with multiplicative noise; the targets are their ranks. The
-    rank transform is far from linear in x, so regressing onto ranks is misspecified while
-    a ranking loss only needs the order."""
-    g = torch.Generator().manual_seed(seed)
-    mixing = torch.randn(d, m, generator=g)
-
-    def sample(count):
-        x = torch.randn(count, d, generator=g)
-        scores = torch.sinh(x @ mixing / 2)
-        scores = scores + 0.5 * scores.abs() * torch.randn(count, m, generator=g)
-        return x, average_ranks(scores)
-
-    return sample(n), sample(2000)
-
-
-def _mean_spearman(scores, target_ranks):
-    m = scores.shape[1]
-    ranks = average_ranks(scores.detach())
-    rho = 1 - 6 * ((ranks - target_ranks) ** 2).sum(dim=1) / (m * (m * m - 1))
-    return float(rho.mean())
-
-
 def _spearman_study(quick: bool, seeds: list[int]) -> dict:
     n, d, m, epochs = (200, 20, 10, 200) if quick else (500, 20, 10, 400)
     results = {"spearman_loss": [], "MSE on ranks": []}
     curves = {name: [] for name in results}
     for seed in seeds:
-        (x, ranks), (x_test, ranks_test) = _label_ranking_data(n, d, m, seed)
+        (x, ranks), (x_test, ranks_test) = label_ranking_data(n, 2000, d, m, seed)
         for name in results:
             torch.manual_seed(seed)
             model = torch.nn.Linear(d, m)
@@ -179,7 +156,7 @@ def _spearman_study(quick: bool, seeds: list[int]) -> dict:
                     loss = ((scores - ranks) ** 2).mean()
                 loss.backward()
                 optimizer.step()
-                curve.append(_mean_spearman(model(x_test), ranks_test))
+                curve.append(mean_spearman(model(x_test), ranks_test))
             results[name].append(curve[-1])
             curves[name].append(curve)
     return {"rho": results, "curves": curves, "n": n, "d": d, "m": m, "epochs": epochs}

@@ -3,8 +3,12 @@
 A path goes from cell (0, 0) to cell (H-1, W-1) moving to any of the 8 neighbours; its cost
 is the sum of the costs of the cells it visits, both ends included (the Warcraft
 shortest-path benchmark of Vlastelica et al. 2020 used by Berthet et al. 2020). Costs must be
-non-negative. Ties between equally short paths are broken deterministically (the first
-neighbour, in a fixed order, that reaches a cell at its final distance).
+non-negative.
+
+Implementation: the grid is padded with a border of "wall" cells so that neighbours are
+fixed index offsets with no bounds checks, and the priority queue is an indexed binary heap
+with decrease-key (at most H*W entries, no stale duplicates). Ties between equally short
+paths are broken deterministically.
 """
 
 from __future__ import annotations
@@ -14,87 +18,112 @@ from numba import njit
 
 __all__ = ["grid_shortest_paths"]
 
-_STEPS = np.array([(-1, -1), (-1, 0), (-1, 1), (0, -1), (0, 1), (1, -1), (1, 0), (1, 1)],
-                  dtype=np.int64)
+_UNSEEN, _QUEUED, _DONE, _WALL = 0, 1, 2, 3
 
 
-@njit(cache=True)
-def _heap_push(keys, nodes, size, key, node):
-    i = size
+@njit(cache=True, inline="always")
+def _sift_up(keys, nodes, position, i, key, node):
+    """Place (key, node) at heap slot i or above. Keys live in the heap itself (no
+    indirection through the distance array), which keeps the comparisons cache-local."""
+    while i > 0:
+        parent = (i - 1) >> 1
+        if keys[parent] <= key:
+            break
+        keys[i] = keys[parent]
+        nodes[i] = nodes[parent]
+        position[nodes[i]] = i
+        i = parent
     keys[i] = key
     nodes[i] = node
-    while i > 0:
-        parent = (i - 1) // 2
-        if keys[parent] <= keys[i]:
-            break
-        keys[parent], keys[i] = keys[i], keys[parent]
-        nodes[parent], nodes[i] = nodes[i], nodes[parent]
-        i = parent
-    return size + 1
+    position[node] = i
 
 
-@njit(cache=True)
-def _heap_pop(keys, nodes, size):
-    key, node = keys[0], nodes[0]
+@njit(cache=True, inline="always")
+def _pop(keys, nodes, position, size):
+    """Remove the minimum; returns (node, new size)."""
+    top = nodes[0]
     size -= 1
-    keys[0], nodes[0] = keys[size], nodes[size]
-    i = 0
-    while True:
-        left = 2 * i + 1
-        if left >= size:
-            break
-        child = left
-        if left + 1 < size and keys[left + 1] < keys[left]:
-            child = left + 1
-        if keys[i] <= keys[child]:
-            break
-        keys[child], keys[i] = keys[i], keys[child]
-        nodes[child], nodes[i] = nodes[i], nodes[child]
-        i = child
-    return key, node, size
+    if size > 0:
+        key = keys[size]
+        node = nodes[size]
+        i = 0
+        while True:
+            child = 2 * i + 1
+            if child >= size:
+                break
+            if child + 1 < size and keys[child + 1] < keys[child]:
+                child += 1
+            if key <= keys[child]:
+                break
+            keys[i] = keys[child]
+            nodes[i] = nodes[child]
+            position[nodes[i]] = i
+            i = child
+        keys[i] = key
+        nodes[i] = node
+        position[node] = i
+    return top, size
 
 
 @njit(cache=True)
-def grid_shortest_paths(costs, steps, paths):
+def grid_shortest_paths(costs, paths):
     """costs: (B, H, W) float64 >= 0; fills paths (B, H, W) with the 0/1 optimal path."""
     batch, height, width = costs.shape
-    num_cells = height * width
-    distance = np.empty(num_cells, dtype=np.float64)
-    previous = np.empty(num_cells, dtype=np.int64)
-    done = np.empty(num_cells, dtype=np.bool_)
-    capacity = 8 * num_cells + 1
-    keys = np.empty(capacity, dtype=np.float64)
-    nodes = np.empty(capacity, dtype=np.int64)
-    target = num_cells - 1
+    padded_width = width + 2
+    num_padded = (height + 2) * padded_width
+    offsets = np.array([-padded_width - 1, -padded_width, -padded_width + 1, -1, 1,
+                        padded_width - 1, padded_width, padded_width + 1])
+    walls = np.full(num_padded, _WALL, dtype=np.int8)
+    for r in range(height):
+        for c in range(width):
+            walls[(r + 1) * padded_width + c + 1] = _UNSEEN
+    state = np.empty(num_padded, dtype=np.int8)
+    cell_cost = np.zeros(num_padded, dtype=np.float64)
+    distance = np.empty(num_padded, dtype=np.float64)
+    previous = np.empty(num_padded, dtype=np.int64)
+    position = np.empty(num_padded, dtype=np.int64)
+    heap_keys = np.empty(height * width, dtype=np.float64)
+    heap_nodes = np.empty(height * width, dtype=np.int64)
+    start = padded_width + 1
+    target = height * padded_width + width
     for b in range(batch):
-        distance[:] = np.inf
-        previous[:] = -1
-        done[:] = False
-        distance[0] = costs[b, 0, 0]
-        size = _heap_push(keys, nodes, 0, distance[0], 0)
+        state[:] = walls
+        for r in range(height):
+            row = (r + 1) * padded_width + 1
+            for c in range(width):
+                cell_cost[row + c] = costs[b, r, c]
+        distance[start] = cell_cost[start]
+        previous[start] = -1
+        state[start] = _QUEUED
+        heap_keys[0] = distance[start]
+        heap_nodes[0] = start
+        position[start] = 0
+        size = 1
         while size > 0:
-            key, node, size = _heap_pop(keys, nodes, size)
-            if done[node]:
-                continue
-            done[node] = True
+            node, size = _pop(heap_keys, heap_nodes, position, size)
+            state[node] = _DONE
             if node == target:
                 break
-            row, col = node // width, node % width
+            base = distance[node]
             for k in range(8):
-                r = row + steps[k, 0]
-                c = col + steps[k, 1]
-                if r < 0 or r >= height or c < 0 or c >= width:
+                neighbour = node + offsets[k]
+                status = state[neighbour]
+                if status >= _DONE:
                     continue
-                neighbour = r * width + c
-                if done[neighbour]:
-                    continue
-                candidate = key + costs[b, r, c]
-                if candidate < distance[neighbour]:
+                candidate = base + cell_cost[neighbour]
+                if status == _UNSEEN:
                     distance[neighbour] = candidate
                     previous[neighbour] = node
-                    size = _heap_push(keys, nodes, size, candidate, neighbour)
+                    state[neighbour] = _QUEUED
+                    _sift_up(heap_keys, heap_nodes, position, size, candidate, neighbour)
+                    size += 1
+                elif candidate < distance[neighbour]:
+                    distance[neighbour] = candidate
+                    previous[neighbour] = node
+                    _sift_up(heap_keys, heap_nodes, position, position[neighbour], candidate,
+                             neighbour)
         paths[b] = 0.0
         node = target
         while node != -1:
-            paths[b, node // width, node % width] = 1.0
+            paths[b, node // padded_width - 1, node % padded_width - 1] = 1.0
             node = previous[node]

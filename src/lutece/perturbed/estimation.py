@@ -45,7 +45,7 @@ def perturbed_maximum_likelihood(
         sigma, noise, maximize, event_ndim, num_samples, generator: of the perturbed model
             (sigma and the noise must be the ones that generated the data; theta is only
             identified at that scale).
-        steps, lr: Adam iterations and learning rate.
+        steps, lr: Adam iterations and initial learning rate (decayed linearly to 0).
         theta_init: (*event) starting point; zeros by default.
         progress: show a tqdm bar.
 
@@ -67,11 +67,15 @@ def perturbed_maximum_likelihood(
     loss_fn = FenchelYoungLoss(solver, num_samples=num_samples, sigma=sigma, noise=noise,
                                maximize=maximize, event_ndim=event_ndim, generator=generator)
     optimizer = torch.optim.Adam([theta], lr=lr)
+    # The gradient is a Monte Carlo estimate: a learning rate decaying linearly to 0 averages
+    # its noise away instead of leaving the iterate to jitter at the scale of lr.
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1 - step / steps)
     history = []
     for _ in tqdm(range(steps), disable=not progress, desc=fn):
         optimizer.zero_grad()
         loss = loss_fn(theta, mean_decision)
         loss.backward()
         optimizer.step()
+        schedule.step()
         history.append(float(loss.detach()))
     return theta.detach(), history

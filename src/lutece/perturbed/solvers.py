@@ -25,7 +25,7 @@ import torch
 from scipy.optimize import linear_sum_assignment
 
 from .._validation import check_finite, check_floating, check_tensor
-from ._dijkstra import _STEPS, grid_shortest_paths
+from ._dijkstra import grid_shortest_paths
 
 __all__ = ["argmax_one_hot", "topk_mask", "ranks", "sort", "shortest_path_grid", "assignment"]
 
@@ -112,7 +112,7 @@ def shortest_path_grid(costs: torch.Tensor, *, clamp_negative: bool = False) -> 
         raise ValueError(f"{fn}: the grid must have at least one cell, got {height}x{width}")
     flat = costs.detach().reshape(-1, height, width).to("cpu", torch.float64).contiguous()
     paths = np.empty(flat.shape, dtype=np.float64)
-    grid_shortest_paths(flat.numpy(), _STEPS, paths)
+    grid_shortest_paths(flat.numpy(), paths)
     return torch.from_numpy(paths).reshape(costs.shape).to(costs.device, costs.dtype)
 
 

@@ -1,0 +1,6 @@
+"""Download-free datasets: seeded generators of the synthetic data the experiments use."""
+
+from .label_ranking import label_ranking_data, mean_spearman
+from .warcraft import TERRAIN_COSTS, WarcraftMaps, warcraft_maps
+
+__all__ = ["label_ranking_data", "mean_spearman", "warcraft_maps", "WarcraftMaps", "TERRAIN_COSTS"]
