@@ -8,7 +8,8 @@ non-negative.
 Implementation: the grid is padded with a border of "wall" cells so that neighbours are
 fixed index offsets with no bounds checks, and the priority queue is an indexed binary heap
 with decrease-key (at most H*W entries, no stale duplicates). Ties between equally short
-paths are broken deterministically.
+paths are broken deterministically. One thread: numba's OpenMP layer shares its thread
+count with torch's, so a parallel kernel here would change torch's setting as a side effect.
 """
 
 from __future__ import annotations
