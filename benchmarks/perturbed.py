@@ -22,11 +22,11 @@ import platform
 import resource
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 
-RESULTS = Path(__file__).with_name("RESULTS.md")
+from _results import write_section
+
 SECTION = "## Perturbed shortest paths (lutece.perturbed)"
 BATCH = 32
 SIGMA = 0.5
@@ -158,17 +158,6 @@ def run(quick: bool) -> str:
     ])
 
 
-def _write_section(text: str) -> None:
-    existing = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n\n"
-    if SECTION in existing:
-        before, rest = existing.split(SECTION, 1)
-        after = rest.split("\n## ", 1)
-        existing = before + text + ("\n## " + after[1] if len(after) > 1 else "")
-    else:
-        existing = existing.rstrip("\n") + "\n\n" + text
-    RESULTS.write_text(existing)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true")
@@ -182,7 +171,7 @@ def main() -> None:
     text = run(args.quick)
     print(text)
     if not args.quick:
-        _write_section(text)
+        write_section(SECTION, text)
 
 
 if __name__ == "__main__":

@@ -22,14 +22,14 @@ import platform
 import statistics
 import subprocess
 import sys
-from pathlib import Path
+
+from _results import RESULTS, write_section
 
 SIZES = [10, 100, 1000, 10_000, 100_000]
 BATCHES = [1, 128]
 DTYPES = ["float32", "float64"]
 QUADRATIC_MAX_N = 2000
 STRENGTH = 0.1
-RESULTS = Path(__file__).with_name("RESULTS.md")
 SECTION = "## Soft rank (lutece.sorting)"
 
 
@@ -159,17 +159,6 @@ def run(quick: bool) -> str:
     ])
 
 
-def _write_section(text: str) -> None:
-    existing = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n\n"
-    if SECTION in existing:
-        before, rest = existing.split(SECTION, 1)
-        after = rest.split("\n## ", 1)
-        existing = before + text + ("\n## " + after[1] if len(after) > 1 else "")
-    else:
-        existing = existing.rstrip("\n") + "\n\n" + text
-    RESULTS.write_text(existing)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="small grid, no file written")
@@ -182,7 +171,7 @@ def main() -> None:
     text = run(args.quick)
     print(text)
     if not args.quick:
-        _write_section(text)
+        write_section(SECTION, text)
         print(f"written to {RESULTS}", file=sys.stderr)
 
 

@@ -28,6 +28,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 from torch import nn  # noqa: E402
+from tqdm.auto import tqdm  # noqa: E402
 
 from ..data import label_ranking_data, mean_spearman, warcraft_maps  # noqa: E402
 from ..perturbed import (  # noqa: E402
@@ -91,7 +92,7 @@ def _warcraft_study(quick: bool, seeds: list[int]) -> dict:
                                        event_ndim=2,
                                        generator=torch.Generator().manual_seed(seed))
             order_generator = torch.Generator().manual_seed(seed)
-            for _ in range(epochs):
+            for _ in tqdm(range(epochs), desc=f"warcraft, {method}, seed {seed}", leave=False):
                 order = torch.randperm(num_train, generator=order_generator)
                 for start in range(0, num_train, 32):
                     index = order[start:start + 32]

@@ -257,7 +257,15 @@ def run(quick: bool, seed: int) -> ExperimentResult:
     lts_gain = (statistics.fmean(lts["errors"]["Huber"][worst])
                 / statistics.fmean(lts["errors"]["soft LTS"][worst]))
     metrics["lts_huber_over_soft_lts_40pct"] = round(lts_gain, 2)
-    lts_shown = lts_gain > 2
+    # LTS is non-convex: count the runs that reached the noise floor (within 2x of 0.25)
+    # rather than hide the ones stuck in a local minimum in the mean.
+    near_floor = sum(error < 0.5 for error in lts["errors"]["soft LTS"][worst])
+    metrics["lts_runs_near_noise_floor_40pct"] = f"{near_floor}/{len(seeds)}"
+    # Robustness: soft LTS has the lowest mean test error at every contamination >= 10%.
+    lts_shown = all(
+        statistics.fmean(lts["errors"]["soft LTS"][f])
+        < min(statistics.fmean(lts["errors"][name][f]) for name in ("least squares", "Huber"))
+        for f in lts["fractions"] if f >= 0.1)
     if quick:
         spearman_shown = None
     else:
@@ -274,7 +282,8 @@ def run(quick: bool, seed: int) -> ExperimentResult:
         f"{statistics.fmean(lts['errors']['soft LTS'][worst]):.3f} against "
         f"{statistics.fmean(lts['errors']['Huber'][worst]):.3f} for Huber and "
         f"{statistics.fmean(lts['errors']['least squares'][worst]):.3f} for least squares "
-        f"(noise floor 0.25). Label ranking: test Spearman rho "
+        f"(noise floor 0.25; {near_floor} of {len(seeds)} run(s) reach it, the others stop "
+        f"in a local minimum of the non-convex LTS objective). Label ranking: test Spearman rho "
         f"{statistics.fmean(spearman['rho']['spearman_loss']):.4f} with spearman_loss vs "
         f"{statistics.fmean(spearman['rho']['MSE on ranks']):.4f} with MSE on ranks "
         f"(gain {gap:+.4f} over {len(seeds)} seed(s))."

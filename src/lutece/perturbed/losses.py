@@ -21,12 +21,7 @@ from collections.abc import Callable
 import torch
 
 from .._validation import check_choice, check_finite, check_tensor
-from .perturbed import (
-    check_perturbation_args,
-    check_scores,
-    check_solution_shape,
-    solve_perturbed,
-)
+from .perturbed import Perturbation
 
 __all__ = ["FenchelYoungLoss"]
 
@@ -35,23 +30,19 @@ REDUCTIONS = ("mean", "sum", "none")
 
 class _FenchelYoungFunction(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, theta, y_true, loss):
-        sign = loss.sign
-        y, z = solve_perturbed(
-            "FenchelYoungLoss", loss.solver, theta, num_samples=loss.num_samples,
-            sigma=loss.sigma, noise=loss.noise, sign=sign, chunk_size=loss.chunk_size,
-            generator=loss.generator)
-        check_solution_shape("FenchelYoungLoss", y, (loss.num_samples, *theta.shape),
-                             f"scores of shape {tuple(theta.shape)} (a Fenchel-Young loss "
-                             f"needs decisions shaped like the scores)")
-        decision_dims = tuple(range(theta.ndim - loss.event_ndim, theta.ndim))
-        perturbed_theta = theta.unsqueeze(0) + (sign * loss.sigma) * z
+    def forward(ctx, theta, y_true, p: Perturbation):
+        y, z = p.solve(theta)
+        p.check_solution_shape(y, (p.num_samples, *theta.shape),
+                               f"scores of shape {tuple(theta.shape)} (a Fenchel-Young loss "
+                               f"needs decisions shaped like the scores)")
+        decision_dims = tuple(range(theta.ndim - p.event_ndim, theta.ndim))
+        perturbed_theta = theta.unsqueeze(0) + (p.sign * p.sigma) * z
         optimal_value = (y * perturbed_theta).sum(dim=tuple(d + 1 for d in decision_dims))
         target_value = (theta * y_true).sum(dim=decision_dims)
-        values = sign * (optimal_value.mean(dim=0) - target_value)
+        values = p.sign * (optimal_value.mean(dim=0) - target_value)
         ctx.save_for_backward(y.mean(dim=0), y_true, theta)
-        ctx.sign = sign
-        ctx.event_ndim = loss.event_ndim
+        ctx.sign = p.sign
+        ctx.event_ndim = p.event_ndim
         return values
 
     @staticmethod
@@ -84,32 +75,22 @@ class FenchelYoungLoss(torch.nn.Module):
                  maximize: bool = True, event_ndim: int = 1, chunk_size: int | None = None,
                  generator: torch.Generator | None = None, reduction: str = "mean") -> None:
         super().__init__()
-        if not callable(solver):
-            raise TypeError(
-                f"FenchelYoungLoss: solver must be callable, got {type(solver).__name__}")
-        check_perturbation_args("FenchelYoungLoss", num_samples, sigma, noise, event_ndim,
-                                chunk_size)
+        self.perturbation = Perturbation.validated(
+            "FenchelYoungLoss", solver, num_samples=num_samples, sigma=sigma, noise=noise,
+            maximize=maximize, event_ndim=event_ndim, chunk_size=chunk_size,
+            generator=generator)
         check_choice("FenchelYoungLoss", "reduction", reduction, REDUCTIONS)
-        self.solver = solver
-        self.num_samples = num_samples
-        self.sigma = float(sigma)
-        self.noise = noise
-        self.maximize = bool(maximize)
-        self.sign = 1.0 if maximize else -1.0
-        self.event_ndim = event_ndim
-        self.chunk_size = chunk_size
-        self.generator = generator
         self.reduction = reduction
 
     def forward(self, theta: torch.Tensor, y_true: torch.Tensor) -> torch.Tensor:
-        theta = check_scores("FenchelYoungLoss", theta, self.event_ndim)
+        theta = self.perturbation.check_scores(theta)
         y_true = check_tensor("FenchelYoungLoss", "y_true", y_true)
         if y_true.shape != theta.shape:
             raise ValueError(
                 f"FenchelYoungLoss: y_true must have theta's shape {tuple(theta.shape)}, "
                 f"got {tuple(y_true.shape)}")
         y_true = check_finite("FenchelYoungLoss", "y_true", y_true.to(theta.dtype))
-        values = _FenchelYoungFunction.apply(theta, y_true, self)
+        values = _FenchelYoungFunction.apply(theta, y_true, self.perturbation)
         if self.reduction == "mean":
             return values.mean()
         if self.reduction == "sum":
@@ -117,7 +98,4 @@ class FenchelYoungLoss(torch.nn.Module):
         return values
 
     def extra_repr(self) -> str:
-        name = getattr(self.solver, "__name__", type(self.solver).__name__)
-        return (f"solver={name}, num_samples={self.num_samples}, sigma={self.sigma}, "
-                f"noise={self.noise!r}, maximize={self.maximize}, "
-                f"event_ndim={self.event_ndim}, reduction={self.reduction!r}")
+        return f"{self.perturbation.describe()}, reduction={self.reduction!r}"

@@ -21,100 +21,118 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import torch
 
 from .._validation import check_choice, check_finite, check_floating, check_tensor
 from .noise import NOISES, noise_score, sample_noise
 
-__all__ = ["perturbed", "PerturbedOptimizer"]
+__all__ = ["perturbed", "PerturbedOptimizer", "Perturbation"]
 
 Solver = Callable[[torch.Tensor], torch.Tensor]
 
 
-def check_perturbation_args(fn: str, num_samples: object, sigma: object, noise: object,
-                            event_ndim: object, chunk_size: object = None) -> None:
-    """Validate the configuration shared by perturbed() and FenchelYoungLoss."""
-    if isinstance(num_samples, bool) or not isinstance(num_samples, int) or num_samples < 1:
-        raise ValueError(f"{fn}: num_samples must be an int >= 1, got {num_samples!r}")
-    if (isinstance(sigma, bool) or not isinstance(sigma, (int, float))
-            or not math.isfinite(sigma) or sigma <= 0):
-        raise ValueError(f"{fn}: sigma must be a finite number > 0, got {sigma!r}")
-    check_choice(fn, "noise", noise, NOISES)
-    if isinstance(event_ndim, bool) or not isinstance(event_ndim, int) or event_ndim < 0:
-        raise ValueError(f"{fn}: event_ndim must be an int >= 0, got {event_ndim!r}")
-    if chunk_size is not None and (isinstance(chunk_size, bool) or not isinstance(
-            chunk_size, int) or chunk_size < 1):
-        raise ValueError(f"{fn}: chunk_size must be None or an int >= 1, got {chunk_size!r}")
+@dataclass(frozen=True)
+class Perturbation:
+    """How a solver is perturbed: the configuration :func:`perturbed` and
+    :class:`~lutece.perturbed.FenchelYoungLoss` share (see :func:`perturbed` for each field).
+    Build it with :meth:`validated`, which checks every field once."""
 
+    solver: Solver
+    num_samples: int
+    sigma: float
+    noise: str
+    maximize: bool
+    event_ndim: int
+    chunk_size: int | None
+    generator: torch.Generator | None
+    caller: str  # the public name that error messages start with
 
-def check_scores(fn: str, theta: object, event_ndim: int) -> torch.Tensor:
-    theta = check_tensor(fn, "theta", theta, min_ndim=event_ndim)
-    check_floating(fn, "theta", theta)
-    return check_finite(fn, "theta", theta)
+    @classmethod
+    def validated(cls, caller: str, solver: object, *, num_samples: object, sigma: object,
+                  noise: object, maximize: object, event_ndim: object, chunk_size: object,
+                  generator: torch.Generator | None) -> Perturbation:
+        if not callable(solver):
+            raise TypeError(f"{caller}: solver must be callable, got {type(solver).__name__}")
+        if (isinstance(num_samples, bool) or not isinstance(num_samples, int)
+                or num_samples < 1):
+            raise ValueError(f"{caller}: num_samples must be an int >= 1, got {num_samples!r}")
+        if (isinstance(sigma, bool) or not isinstance(sigma, (int, float))
+                or not math.isfinite(sigma) or sigma <= 0):
+            raise ValueError(f"{caller}: sigma must be a finite number > 0, got {sigma!r}")
+        check_choice(caller, "noise", noise, NOISES)
+        if isinstance(event_ndim, bool) or not isinstance(event_ndim, int) or event_ndim < 0:
+            raise ValueError(f"{caller}: event_ndim must be an int >= 0, got {event_ndim!r}")
+        if chunk_size is not None and (isinstance(chunk_size, bool) or not isinstance(
+                chunk_size, int) or chunk_size < 1):
+            raise ValueError(
+                f"{caller}: chunk_size must be None or an int >= 1, got {chunk_size!r}")
+        return cls(solver, num_samples, float(sigma), noise, bool(maximize), event_ndim,
+                   chunk_size, generator, caller)
 
+    @property
+    def sign(self) -> float:
+        """+1 for argmax solvers (theta + sigma Z), -1 for argmin ones (theta - sigma Z)."""
+        return 1.0 if self.maximize else -1.0
 
-def solve_perturbed(
-    fn: str,
-    solver: Solver,
-    theta: torch.Tensor,
-    *,
-    num_samples: int,
-    sigma: float,
-    noise: str,
-    sign: float,
-    chunk_size: int | None,
-    generator: torch.Generator | None,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Draw Z (num_samples, *theta.shape) and solve at theta + sign * sigma * Z, in batched
-    solver calls of at most ``chunk_size`` samples. Returns (solutions, Z), solutions of
-    shape (num_samples, *theta.shape[:-event_ndim], *decision shape) in theta's dtype."""
-    z = sample_noise(noise, (num_samples, *theta.shape), dtype=theta.dtype,
-                     device=theta.device, generator=generator)
-    chunk = num_samples if chunk_size is None else chunk_size
-    solutions = []
-    with torch.no_grad():
-        for start in range(0, num_samples, chunk):
-            perturbed_theta = theta.detach() + (sign * sigma) * z[start:start + chunk]
-            solution = solver(perturbed_theta)
-            if not isinstance(solution, torch.Tensor):
-                raise TypeError(f"{fn}: the solver must return a tensor, got "
-                                f"{type(solution).__name__}")
-            solutions.append(solution)
-    y = torch.cat(solutions) if len(solutions) > 1 else solutions[0]
-    return y.to(theta.dtype), z
+    def check_scores(self, theta: object) -> torch.Tensor:
+        theta = check_tensor(self.caller, "theta", theta, min_ndim=self.event_ndim)
+        check_floating(self.caller, "theta", theta)
+        return check_finite(self.caller, "theta", theta)
 
+    def solve(self, theta: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Draw Z (num_samples, *theta.shape) and solve at theta + sign * sigma * Z, in
+        batched solver calls of at most ``chunk_size`` samples. Returns (solutions, Z),
+        solutions of shape (num_samples, *batch, *decision) in theta's dtype."""
+        z = sample_noise(self.noise, (self.num_samples, *theta.shape), dtype=theta.dtype,
+                         device=theta.device, generator=self.generator)
+        chunk = self.num_samples if self.chunk_size is None else self.chunk_size
+        solutions = []
+        with torch.no_grad():
+            for start in range(0, self.num_samples, chunk):
+                solution = self.solver(theta.detach()
+                                       + (self.sign * self.sigma) * z[start:start + chunk])
+                if not isinstance(solution, torch.Tensor):
+                    raise TypeError(f"{self.caller}: the solver must return a tensor, got "
+                                    f"{type(solution).__name__}")
+                solutions.append(solution)
+        y = torch.cat(solutions) if len(solutions) > 1 else solutions[0]
+        return y.to(theta.dtype), z
 
-def check_solution_shape(fn: str, y: torch.Tensor, expected_leading: tuple[int, ...],
-                         what: str) -> None:
-    if tuple(y.shape[:len(expected_leading)]) != tuple(expected_leading):
-        raise ValueError(
-            f"{fn}: the solver returned shape {tuple(y.shape)} for {what}; its leading "
-            f"dimensions must be the batch dimensions {tuple(expected_leading)}")
+    def check_solution_shape(self, y: torch.Tensor, expected_leading: tuple[int, ...],
+                             what: str) -> None:
+        if tuple(y.shape[:len(expected_leading)]) != tuple(expected_leading):
+            raise ValueError(
+                f"{self.caller}: the solver returned shape {tuple(y.shape)} for {what}; its "
+                f"leading dimensions must be the batch dimensions {tuple(expected_leading)}")
+
+    def describe(self) -> str:
+        name = getattr(self.solver, "__name__", type(self.solver).__name__)
+        return (f"solver={name}, num_samples={self.num_samples}, sigma={self.sigma}, "
+                f"noise={self.noise!r}, maximize={self.maximize}, "
+                f"event_ndim={self.event_ndim}, chunk_size={self.chunk_size}")
 
 
 class _PerturbedFunction(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, theta, config):
-        optimizer: PerturbedOptimizer = config
-        batch_shape = theta.shape[:theta.ndim - optimizer.event_ndim]
-        y, z = solve_perturbed(
-            "perturbed", optimizer.solver, theta, num_samples=optimizer.num_samples,
-            sigma=optimizer.sigma, noise=optimizer.noise, sign=optimizer.sign,
-            chunk_size=optimizer.chunk_size, generator=optimizer.generator)
-        check_solution_shape("perturbed", y, (optimizer.num_samples, *batch_shape),
-                             f"perturbed scores of shape {tuple(theta.shape)}")
+    def forward(ctx, theta, optimizer):
+        p: Perturbation = optimizer.perturbation
+        batch_shape = theta.shape[:theta.ndim - p.event_ndim]
+        y, z = p.solve(theta)
+        p.check_solution_shape(y, (p.num_samples, *batch_shape),
+                               f"perturbed scores of shape {tuple(theta.shape)}")
         if optimizer.control_variate:
             # Leave-one-out baseline: y_n minus the mean of the other samples, which is
             # independent of Z_n, so the estimate stays unbiased (E[grad nu(Z)] = 0).
             # y_n - mean_{m != n} y_m = N / (N - 1) (y_n - mean_m y_m).
-            n = optimizer.num_samples
+            n = p.num_samples
             centered = (y - y.mean(dim=0, keepdim=True)) * (n / (n - 1))
         else:
             centered = y
-        ctx.save_for_backward(centered, noise_score(optimizer.noise, z))
+        ctx.save_for_backward(centered, noise_score(p.noise, z))
         ctx.batch_ndim = len(batch_shape)
-        ctx.scale = optimizer.sign / (optimizer.sigma * optimizer.num_samples)
+        ctx.scale = p.sign / (p.sigma * p.num_samples)
         return y.mean(dim=0)
 
     @staticmethod
@@ -130,35 +148,18 @@ class _PerturbedFunction(torch.autograd.Function):
 class PerturbedOptimizer:
     """Callable returned by :func:`perturbed`; see there. Holds only configuration."""
 
-    def __init__(self, solver: Solver, *, num_samples: int, sigma: float, noise: str,
-                 maximize: bool, event_ndim: int, chunk_size: int | None,
-                 control_variate: bool, generator: torch.Generator | None) -> None:
-        if not callable(solver):
-            raise TypeError(f"perturbed: solver must be callable, got {type(solver).__name__}")
-        check_perturbation_args("perturbed", num_samples, sigma, noise, event_ndim, chunk_size)
-        if control_variate and num_samples < 2:
+    def __init__(self, perturbation: Perturbation, control_variate: bool) -> None:
+        if control_variate and perturbation.num_samples < 2:
             raise ValueError("perturbed: control_variate needs num_samples >= 2, got "
-                             f"{num_samples}")
-        self.solver = solver
-        self.num_samples = num_samples
-        self.sigma = float(sigma)
-        self.noise = noise
-        self.maximize = bool(maximize)
-        self.sign = 1.0 if maximize else -1.0
-        self.event_ndim = event_ndim
-        self.chunk_size = chunk_size
+                             f"{perturbation.num_samples}")
+        self.perturbation = perturbation
         self.control_variate = bool(control_variate)
-        self.generator = generator
 
     def __call__(self, theta: torch.Tensor) -> torch.Tensor:
-        theta = check_scores("perturbed", theta, self.event_ndim)
-        return _PerturbedFunction.apply(theta, self)
+        return _PerturbedFunction.apply(self.perturbation.check_scores(theta), self)
 
     def __repr__(self) -> str:
-        name = getattr(self.solver, "__name__", type(self.solver).__name__)
-        return (f"PerturbedOptimizer(solver={name}, num_samples={self.num_samples}, "
-                f"sigma={self.sigma}, noise={self.noise!r}, maximize={self.maximize}, "
-                f"event_ndim={self.event_ndim}, chunk_size={self.chunk_size}, "
+        return (f"PerturbedOptimizer({self.perturbation.describe()}, "
                 f"control_variate={self.control_variate})")
 
 
@@ -205,6 +206,7 @@ def perturbed(
         >>> soft_argmax = perturbed(argmax_one_hot, noise="gumbel", num_samples=10_000)
         >>> soft_argmax(torch.tensor([1.0, 2.0, 0.5]))  # ~ softmax([1, 2, 0.5])
     """
-    return PerturbedOptimizer(solver, num_samples=num_samples, sigma=sigma, noise=noise,
-                              maximize=maximize, event_ndim=event_ndim, chunk_size=chunk_size,
-                              control_variate=control_variate, generator=generator)
+    perturbation = Perturbation.validated(
+        "perturbed", solver, num_samples=num_samples, sigma=sigma, noise=noise,
+        maximize=maximize, event_ndim=event_ndim, chunk_size=chunk_size, generator=generator)
+    return PerturbedOptimizer(perturbation, control_variate)
