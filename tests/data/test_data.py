@@ -46,3 +46,8 @@ def test_label_ranking_data_and_metric():
     assert mean_spearman(-ranks, ranks) == pytest.approx(-1.0)
     with pytest.raises(ValueError, match="sizes must be >= 1"):
         label_ranking_data(0, 1, 1, 1, seed=0)
+
+
+def test_mean_spearman_errors():
+    with pytest.raises(ValueError, match="mean_spearman: scores and target_ranks"):
+        mean_spearman(torch.zeros(3, 4), torch.zeros(3, 5))

@@ -241,3 +241,12 @@ def test_reductions_and_repr():
     torch.testing.assert_close(total, values.sum())
     assert "argmax_one_hot" in repr(FenchelYoungLoss(argmax_one_hot))
     assert "topk_mask(k=2)" in repr(perturbed(topk_mask(2)))
+
+
+def test_perturbed_maximum_likelihood_errors():
+    with pytest.raises(ValueError, match="observations must be a tensor"):
+        perturbed_maximum_likelihood(ranks, torch.zeros(4))
+    with pytest.raises(ValueError, match="steps must be an int >= 1"):
+        perturbed_maximum_likelihood(ranks, torch.zeros(5, 4), steps=0)
+    with pytest.raises(ValueError, match="sigma must be"):
+        perturbed_maximum_likelihood(ranks, torch.zeros(5, 4), sigma=-1.0)

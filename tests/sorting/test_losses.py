@@ -80,3 +80,15 @@ def test_lts_gradcheck():
 def test_loss_errors(call, error, message):
     with pytest.raises(error, match=message):
         call()
+
+
+def test_pairwise_baseline_and_its_errors():
+    from lutece.sorting.baselines import pairwise_soft_rank
+
+    x = torch.tensor([[3.0, 1.0, 2.0]], dtype=torch.float64)
+    torch.testing.assert_close(pairwise_soft_rank(x, temperature=1e-3),
+                               torch.tensor([[3.0, 1.0, 2.0]], dtype=torch.float64))
+    with pytest.raises(ValueError, match="temperature must be > 0"):
+        pairwise_soft_rank(x, temperature=0.0)
+    with pytest.raises(ValueError, match="pairwise_soft_rank: x contains"):
+        pairwise_soft_rank(torch.tensor([float("nan")]))

@@ -121,3 +121,29 @@ def test_cuda_matches_cpu():
     x = torch.randn(16, 1000, dtype=torch.float64)
     for op in (soft_rank, soft_sort):
         torch.testing.assert_close(op(x.cuda()).cpu(), op(x))
+
+
+@pytest.mark.parametrize(
+    "z, w, kwargs, error, message",
+    [(torch.zeros(2, 3), torch.zeros(2, 4), {}, ValueError, "share shape, dtype and device"),
+     (torch.zeros(2, 3), torch.zeros(2, 3, dtype=torch.float64), {}, ValueError, "share"),
+     (torch.zeros(3), torch.zeros(3), {}, ValueError, "at least 2 dimension"),
+     (torch.zeros(1, 2, 3), torch.zeros(1, 2, 3), {}, ValueError, r"must be \(B, n\)"),
+     (torch.zeros(2, 3, dtype=torch.int64), torch.zeros(2, 3), {}, TypeError, "floating"),
+     (torch.tensor([[float("nan"), 0.0]]), torch.zeros(1, 2), {}, ValueError, "z contains"),
+     (torch.zeros(1, 2), torch.tensor([[float("inf"), 0.0]]), {}, ValueError, r"\+inf"),
+     (torch.zeros(1, 2), torch.zeros(1, 2), {"regularization": "l1"}, ValueError,
+      "regularization must be one of")],
+)
+def test_projection_errors(z, w, kwargs, error, message):
+    with pytest.raises(error, match=message) as info:
+        permutahedron_projection(z, w, **kwargs)
+    assert "permutahedron_projection" in str(info.value)
+
+
+def test_projection_accepts_minus_inf_log_weights():
+    # log of the top-k weights (1, 1, 0) for the entropic projection
+    z = torch.tensor([[2.0, -1.0, 0.5]], dtype=torch.float64)
+    w = torch.log(torch.tensor([[1.0, 1.0, 0.0]], dtype=torch.float64))
+    mask = torch.exp(permutahedron_projection(z, w, regularization="kl"))
+    assert mask.sum().item() == pytest.approx(2.0)

@@ -43,6 +43,9 @@ def mean_spearman(scores: torch.Tensor, target_ranks: torch.Tensor) -> float:
     ``target_ranks`` (num, m): the evaluation metric of label ranking."""
     from ..sorting._rows import average_ranks
 
+    if scores.ndim != 2 or scores.shape != target_ranks.shape or scores.shape[1] < 2:
+        raise ValueError(f"mean_spearman: scores and target_ranks must both be (num, m) with "
+                         f"m >= 2, got {tuple(scores.shape)} and {tuple(target_ranks.shape)}")
     m = scores.shape[1]
     ranks = average_ranks(scores.detach())
     rho = 1 - 6 * ((ranks - target_ranks) ** 2).sum(dim=1) / (m * (m * m - 1))

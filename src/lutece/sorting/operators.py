@@ -41,7 +41,7 @@ from ._rows import (
     hard_topk_mask,
     with_zero_gradient,
 )
-from .permutahedron import permutahedron_projection
+from .permutahedron import project
 
 __all__ = ["soft_sort", "soft_rank", "soft_topk_mask"]
 
@@ -96,8 +96,8 @@ def soft_rank(
 
     def soft(rows, strength):
         rho = _decreasing_weights(rows)
-        projected = permutahedron_projection(
-            rows * (sign / strength), torch.log(rho) if kl else rho, regularization=regularization
+        projected = project(
+            rows * (sign / strength), torch.log(rho) if kl else rho, regularization, False
         )
         return torch.exp(projected) if kl else projected
 
@@ -142,9 +142,7 @@ def soft_sort(
 
     def soft(rows, strength):
         target = _decreasing_weights(rows) / strength
-        projected = permutahedron_projection(
-            target, rows * sign, regularization=regularization, sort_w=True
-        )
+        projected = project(target, rows * sign, regularization, True)
         return projected * sign
 
     def hard(rows):
@@ -195,8 +193,8 @@ def soft_topk_mask(
             return hard(rows)
         weights = torch.zeros_like(rows)
         weights[:, :k] = 1.0
-        projected = permutahedron_projection(
-            rows / strength, torch.log(weights) if kl else weights, regularization=regularization
+        projected = project(
+            rows / strength, torch.log(weights) if kl else weights, regularization, False
         )
         return torch.exp(projected) if kl else projected
 

@@ -22,6 +22,13 @@ import numpy as np
 import torch
 from torch.autograd.function import once_differentiable
 
+from .._validation import (
+    check_choice,
+    check_finite,
+    check_floating,
+    check_tensor,
+    data_checks_enabled,
+)
 from . import _torch_kernels
 
 try:  # numba is a declared dependency; the torch kernels keep lutece usable without it.
@@ -160,6 +167,14 @@ def _backward_op(ctx, grad_out, grad_perm, grad_segments):
 _projection_op.register_autograd(_backward_op, setup_context=_setup_context)
 
 
+def project(z: torch.Tensor, w: torch.Tensor, regularization: str, sort_w: bool) -> torch.Tensor:
+    """:func:`permutahedron_projection` without input checks, for the operators' hot path."""
+    kl = regularization == "kl"
+    if torch.compiler.is_compiling():
+        return _projection_op(z, w, kl, sort_w)[0]
+    return _Projection.apply(z, w, kl, sort_w)
+
+
 def permutahedron_projection(
     z: torch.Tensor, w: torch.Tensor, *, regularization: str = "l2", sort_w: bool = False
 ) -> torch.Tensor:
@@ -175,10 +190,24 @@ def permutahedron_projection(
     Returns:
         (B, n): P(z, w), differentiable with respect to both ``z`` and ``w``.
 
-    This is an internal building block: it trusts its inputs. Public operators
-    (:func:`lutece.sorting.soft_rank` and friends) validate theirs first.
+    Raises:
+        TypeError / ValueError naming the argument for non-float or mismatched tensors, a
+        shape other than (B, n), NaN/inf in ``z`` (``w`` may hold -inf: log-weights of 0) or
+        an unknown regularization. The order of the sorted argument is not checked (an
+        O(n) pass the operators do not need); unsorted rows give a wrong projection.
     """
-    kl = regularization == "kl"
-    if torch.compiler.is_compiling():
-        return _projection_op(z, w, kl, sort_w)[0]
-    return _Projection.apply(z, w, kl, sort_w)
+    fn = "permutahedron_projection"
+    for name, value in (("z", z), ("w", w)):
+        check_tensor(fn, name, value, min_ndim=2)
+        check_floating(fn, name, value)
+        if value.ndim != 2:
+            raise ValueError(f"{fn}: {name} must be (B, n), got shape {tuple(value.shape)}")
+    if z.shape != w.shape or z.dtype != w.dtype or z.device != w.device:
+        raise ValueError(f"{fn}: z and w must share shape, dtype and device, got "
+                         f"{tuple(z.shape)} {z.dtype} {z.device} and "
+                         f"{tuple(w.shape)} {w.dtype} {w.device}")
+    check_finite(fn, "z", z)
+    if data_checks_enabled() and w.numel() and bool((torch.isnan(w) | (w == torch.inf)).any()):
+        raise ValueError(f"{fn}: w contains NaN or +inf")
+    check_choice(fn, "regularization", regularization, ("l2", "kl"))
+    return project(z, w, regularization, sort_w)
