@@ -59,6 +59,20 @@ def test_reproduce_writes_report_and_resumes(tmp_path, toy_registry, capsys):
     assert toy_registry == [(True, 3), (True, 3), (False, 3)]
 
 
+def test_report_keeps_other_finished_experiments_of_the_folder(tmp_path, toy_registry):
+    def other(quick, seed):
+        return ExperimentResult(name="other", title="Other", paper="p", claim="c",
+                                summary="other ran", metrics={}, seed=seed, quick=quick)
+
+    experiments.register("other", "Other experiment", quick_budget_seconds=1)(other)
+    cli.main(["reproduce", "all", "--quick", "--out", str(tmp_path)])
+    cli.main(["reproduce", "toy", "--quick", "--out", str(tmp_path), "--force"])
+    page = (tmp_path / "report.html").read_text()
+    assert "other ran" in page and "ran with seed 0" in page
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert list(metrics["experiments"]) == ["toy", "other"]
+
+
 def test_demo_runs_every_quick_mode(tmp_path, toy_registry):
     assert cli.main(["demo", "--out", str(tmp_path)]) == 0
     assert toy_registry == [(True, 0)]

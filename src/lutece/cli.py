@@ -70,7 +70,7 @@ def _reusable(directory: Path, quick: bool, seed: int):
 
 def reproduce(names: list[str], quick: bool, seed: int, out: Path, force: bool) -> int:
     """Run the named experiments, write the report, return a process exit code."""
-    from .experiments import get
+    from .experiments import get, registry
     from .report import save_result, write_report
 
     started = time.perf_counter()
@@ -91,6 +91,16 @@ def reproduce(names: list[str], quick: bool, seed: int, out: Path, force: bool) 
                    None: "inconclusive"}[result.claim_shown]
         print(f"{label}: {result.seconds:.1f} s, {verdict}", flush=True)
         results.append(result)
+    # The report covers the whole folder: results of other experiments finished there
+    # earlier (same mode, seed and version) stay on the page.
+    ran = {result.name for result in results}
+    for name in registry():
+        if name not in ran:
+            earlier = _reusable(out / name, quick, seed)
+            if earlier is not None:
+                results.append(earlier)
+    order = list(registry())
+    results.sort(key=lambda result: order.index(result.name) if result.name in order else 0)
     report = write_report(results, out)
     elapsed = time.perf_counter() - started
     print(f"report: {report}\nmetrics: {out / 'metrics.json'}\ntotal: {elapsed:.1f} s")
