@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import torch
 
+from ..sorting._rows import average_ranks
+
 __all__ = ["label_ranking_data", "mean_spearman"]
 
 
@@ -21,8 +23,6 @@ def label_ranking_data(
         ((x_train (num_train, d), ranks_train (num_train, m)), (x_test, ranks_test)),
         float32.
     """
-    from ..sorting._rows import average_ranks
-
     if min(num_train, num_test, num_features, num_labels) < 1:
         raise ValueError("label_ranking_data: sizes must be >= 1, got "
                          f"{(num_train, num_test, num_features, num_labels)}")
@@ -41,8 +41,6 @@ def label_ranking_data(
 def mean_spearman(scores: torch.Tensor, target_ranks: torch.Tensor) -> float:
     """Mean over rows of Spearman's rho between the hard ranks of ``scores`` (num, m) and
     ``target_ranks`` (num, m): the evaluation metric of label ranking."""
-    from ..sorting._rows import average_ranks
-
     if scores.ndim != 2 or scores.shape != target_ranks.shape or scores.shape[1] < 2:
         raise ValueError(f"mean_spearman: scores and target_ranks must both be (num, m) with "
                          f"m >= 2, got {tuple(scores.shape)} and {tuple(target_ranks.shape)}")

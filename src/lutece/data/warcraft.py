@@ -17,6 +17,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from ..perturbed.solvers import shortest_path_grid
+
 __all__ = ["TERRAIN_COSTS", "WarcraftMaps", "warcraft_maps"]
 
 # Hidden per-cell costs of the terrain types (grass, forest, sand, hills, water-like), in
@@ -61,8 +63,6 @@ def _textures(tile: int, generator: torch.Generator) -> torch.Tensor:
 def warcraft_maps(num_maps: int, grid: int = 12, tile: int = 8, seed: int = 0,
                   *, pixel_noise: float = 0.08) -> WarcraftMaps:
     """Generate ``num_maps`` seeded maps of ``grid`` x ``grid`` cells, ``tile`` pixels a cell."""
-    from ..perturbed.solvers import shortest_path_grid
-
     if num_maps < 1 or grid < 2 or tile < 2:
         raise ValueError(f"warcraft_maps: need num_maps >= 1, grid >= 2, tile >= 2; got "
                          f"{num_maps}, {grid}, {tile}")
