@@ -291,9 +291,13 @@ def train(
             model, device_ids=[device.index] if device.type == "cuda" else None
         )
 
+    saved_step = resumed_from  # step of the newest checkpoint on disk
+
     def save(step: int, rng: dict[str, Any]) -> None:
-        if checkpoint_path is None:
+        nonlocal saved_step
+        if checkpoint_path is None or step == saved_step:
             return
+        saved_step = step
         states = [rng]
         if dist_info.world_size > 1:
             gathered: list[Any] = [None] * dist_info.world_size
@@ -363,10 +367,11 @@ def train(
                     callback(finished_step, metrics)
                 if finished_step >= config.max_steps:
                     break
-        if finished_step != resumed_from:
-            save(finished_step, _rng_state())
+        save(finished_step, _rng_state())  # a no-op when this step is already saved
+        if dist_info.world_size > 1:
+            dist.barrier()  # no rank tears the group down while another still uses it
     except KeyboardInterrupt:
-        if dist_info.world_size == 1 and finished_step != resumed_from:
+        if dist_info.world_size == 1:
             # collectives cannot be trusted mid-interrupt, so only single-process runs save
             save(finished_step,
                  boundary_rng if finished_step == boundary_step else _rng_state())
@@ -376,6 +381,9 @@ def train(
         if log_file is not None:
             log_file.close()
         if dist_info.initialized_here:
+            # Free the DDP wrapper (its reducer holds the process group) before the group
+            # itself: freeing it afterwards, as train's frame unwinds, sometimes hung gloo.
+            del wrapped
             dist.destroy_process_group()
     return TrainResult(model=model, steps=finished_step, resumed_from=resumed_from,
                        history=history, seconds=time.perf_counter() - started)
