@@ -60,11 +60,12 @@ def test_divergence_is_zero_for_equal_measures_and_positive_otherwise(cost_fn):
 
 
 @settings(max_examples=15, deadline=None)
-@given(shift=st.floats(0.01, 2.0), epsilon=st.floats(0.01, 1.0), seed=st.integers(0, 100))
+@given(shift=st.floats(0.01, 2.0), epsilon=st.floats(0.05, 1.0), seed=st.integers(0, 100))
 def test_divergence_is_non_negative_and_grows_with_a_translation(shift, epsilon, seed):
     x, _, a, _ = random_problem(10, 10, seed=seed)
-    near = sinkhorn_divergence(x, x + shift, a, a, epsilon=epsilon, threshold=1e-8)
-    far = sinkhorn_divergence(x, x + 2 * shift, a, a, epsilon=epsilon, threshold=1e-8)
+    options = {"epsilon": epsilon, "threshold": 1e-8, "max_iterations": 20_000}
+    near = sinkhorn_divergence(x, x + shift, a, a, **options)
+    far = sinkhorn_divergence(x, x + 2 * shift, a, a, **options)
     assert float(near) > 0
     assert float(far) > float(near)
 
@@ -84,13 +85,14 @@ def test_divergence_gradient_flow_step_decreases_it():
     value = sinkhorn_divergence(x, y, epsilon=0.01)
     (gradient,) = torch.autograd.grad(value, x)
     moved = sinkhorn_divergence(x.detach() - 10 * gradient, y, epsilon=0.01)
-    assert float(moved) < float(value)
+    assert float(moved) < float(value.detach())
 
 
 def test_divergence_batched_and_outputs():
     x, y, a, b = random_problem(8, 9, batch=2)
-    value, outputs = sinkhorn_divergence(x, y, a, b, epsilon=0.1, return_outputs=True)
+    value, outputs = sinkhorn_divergence(x, y, a, b, epsilon=0.1, threshold=1e-10,
+                                         return_outputs=True)
     assert value.shape == (2,) and len(outputs) == 3
     for i in range(2):
         torch.testing.assert_close(value[i], sinkhorn_divergence(x[i], y[i], a[i], b[i],
-                                                                 epsilon=0.1))
+                                                                 epsilon=0.1, threshold=1e-10))

@@ -33,9 +33,13 @@ class CostFn:
 
 class SqEuclidean(CostFn):
     """c(x, y) = ||x - y||_2^2, computed as |x|^2 + |y|^2 - 2 <x, y> (one matrix product)
-    and clamped at 0 against the cancellation of that expansion."""
+    on points centred at y's mean, and clamped at 0 against the cancellation of that
+    expansion."""
 
     def pairwise(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        # translation invariant: centring limits the cancellation of the expansion
+        center = y.mean(-2, keepdim=True)
+        x, y = x - center, y - center
         x_norm = x.pow(2).sum(-1, keepdim=True)
         y_norm = y.pow(2).sum(-1).unsqueeze(-2)
         # In place on the fresh product: one (..., n, m) buffer instead of four.

@@ -16,6 +16,7 @@ from collections.abc import Iterator
 import torch
 
 from ..._validation import check_choice, check_finite, check_floating, check_tensor
+from .._numerics import stable_exp, stable_logsumexp
 
 __all__ = ["Geometry", "DEFAULT_EPSILON_SCALE"]
 
@@ -220,6 +221,25 @@ class Geometry:
         return value if self._batched else value.squeeze(0)
 
     # ------------------------------------------------------------------ kernel operations
+    def _log_kernel_block(self, f: torch.Tensor | None, g: torch.Tensor | None,
+                          eps: torch.Tensor, rows: slice, cols: slice,
+                          out: torch.Tensor | None = None) -> torch.Tensor:
+        """(B, r, c) block of (f_i + g_j - C_ij) / eps: the log of the plan at potentials
+        (f, g), or of the Gibbs kernel when both are ``None`` (zero). f is (B, n) and g (B, m)
+        over the whole problem (sliced here); -inf entries give -inf rows or columns.
+        ``out``, for callers that need no gradient, receives the result in place."""
+        cost = self._block(rows, cols)
+        inverse = eps.reciprocal()
+        if out is None:
+            value = cost * (-inverse)[:, None, None]
+        else:
+            value = torch.mul(cost, (-inverse)[:, None, None], out=out)
+        for potential, index, axis in ((f, rows, 2), (g, cols, 1)):
+            if potential is not None:
+                term = (potential[:, index] * inverse[:, None]).unsqueeze(axis)
+                value = value.add_(term) if out is not None else value + term
+        return value
+
     def lse(self, h: torch.Tensor, axis: int, eps: torch.Tensor) -> torch.Tensor:
         """Soft-min reduction of the cost against a potential, in the log domain.
 
@@ -228,17 +248,15 @@ class Geometry:
         ``eps`` is (B,). This is the Sinkhorn update of Cuturi 2013 in log form (Peyre &
         Cuturi 2019, eq. 4.43), computed block by block in online mode.
         """
-        e = eps[:, None, None]
         # running log-sum-exp per block of the output axis, combined out of place so that
         # unrolled differentiation can go through it
         parts: dict[tuple[int, int], torch.Tensor] = {}
         for rows, cols in self._blocks():
-            cost = self._block(rows, cols)
             if axis == 0:
-                part = torch.logsumexp((h[:, rows, None] - cost) / e, dim=1)
+                part = stable_logsumexp(self._log_kernel_block(h, None, eps, rows, cols), 1)
                 key = (cols.start, cols.stop)
             else:
-                part = torch.logsumexp((h[:, None, cols] - cost) / e, dim=2)
+                part = stable_logsumexp(self._log_kernel_block(None, h, eps, rows, cols), 2)
                 key = (rows.start, rows.stop)
             parts[key] = part if key not in parts else torch.logaddexp(parts[key], part)
         ordered = [parts[key] for key in sorted(parts)]
@@ -248,12 +266,13 @@ class Geometry:
     def plan_block(self, f: torch.Tensor, g: torch.Tensor, eps: torch.Tensor, rows: slice,
                    cols: slice) -> torch.Tensor:
         """(B, r, c) block of the plan P_ij = exp((f_i + g_j - C_ij) / eps)."""
-        cost = self._block(rows, cols)
-        return torch.exp((f[:, rows, None] + g[:, None, cols] - cost) / eps[:, None, None])
+        return stable_exp(self._log_kernel_block(f, g, eps, rows, cols),
+                          inplace=not torch.is_grad_enabled())
 
-    def apply_plan(self, f: torch.Tensor, g: torch.Tensor, eps: torch.Tensor,
+    def apply_plan(self, f: torch.Tensor | None, g: torch.Tensor | None, eps: torch.Tensor,
                    v: torch.Tensor, axis: int) -> torch.Tensor:
-        """Apply the plan to ``v`` without materializing it (block by block online).
+        """Apply the plan at potentials (f, g) to ``v`` without materializing it (block by
+        block online); ``None`` potentials are zero, i.e. the Gibbs kernel is applied.
 
         axis = 1: v (B, m) or (B, m, k) -> (B, n[, k]), sum_j P_ij v_j;
         axis = 0: v (B, n) or (B, n, k) -> (B, m[, k]), sum_i P_ij v_i.
@@ -262,13 +281,19 @@ class Geometry:
         if vector:
             v = v.unsqueeze(-1)
         n, m = self.shape
-        out = v.new_zeros((v.shape[0], n if axis == 1 else m, v.shape[-1]))
+        parts = []
         for rows, cols in self._blocks():
             plan = self.plan_block(f, g, eps, rows, cols)
             if axis == 1:
-                out[:, rows] += plan @ v[:, cols]
+                parts.append((rows, plan @ v[:, cols]))
             else:
-                out[:, cols] += plan.transpose(1, 2) @ v[:, rows]
+                parts.append((cols, plan.transpose(1, 2) @ v[:, rows]))
+        if len(parts) == 1:
+            out = parts[0][1]
+        else:
+            out = v.new_zeros((v.shape[0], n if axis == 1 else m, v.shape[-1]))
+            for index, part in parts:
+                out[:, index] += part
         return out.squeeze(-1) if vector else out
 
     def plan_cost(self, f: torch.Tensor, g: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
@@ -276,7 +301,7 @@ class Geometry:
         total = None
         for rows, cols in self._blocks():
             cost = self._block(rows, cols)
-            plan = torch.exp((f[:, rows, None] + g[:, None, cols] - cost) / eps[:, None, None])
+            plan = self.plan_block(f, g, eps, rows, cols)
             part = (plan * cost).sum((1, 2))
             total = part if total is None else total + part
         assert total is not None

@@ -149,20 +149,26 @@ class Grid(Geometry):
     def lse(self, h: torch.Tensor, axis: int, eps: torch.Tensor) -> torch.Tensor:
         return self._separable_lse(h, axis, eps, self._log_kernels(eps)) * eps[:, None]
 
-    def apply_plan(self, f: torch.Tensor, g: torch.Tensor, eps: torch.Tensor,
+    def apply_plan(self, f: torch.Tensor | None, g: torch.Tensor | None, eps: torch.Tensor,
                    v: torch.Tensor, axis: int) -> torch.Tensor:
-        # sum_j exp((f_i + g_j - C_ij)/eps) v_j for signed v: the positive and negative parts
-        # of v each go through the separable log-domain kernel.
+        # sum_j exp((f_i + g_j - C_ij)/eps) v_j through the separable log-domain kernel; a
+        # signed v goes through it as its positive and negative parts
         vector = v.ndim == 2
         columns = v.unsqueeze(-1) if vector else v
+        batch, n = v.shape[0], self.shape[0]
+        zeros = torch.zeros(batch, n, dtype=v.dtype, device=v.device)
+        f = zeros if f is None else f
+        g = zeros if g is None else g
         inner, outer = (g, f) if axis == 1 else (f, g)
         log_kernels = self._log_kernels(eps)
+        signed = bool((columns < 0).any())
+        parts = ((1.0, columns.clamp_min(0)), (-1.0, (-columns).clamp_min(0))) if signed \
+            else ((1.0, columns),)
         results = []
         for index in range(columns.shape[-1]):
-            column = columns[..., index]
             total = torch.zeros_like(outer)
-            for sign, part in ((1.0, column.clamp_min(0)), (-1.0, (-column).clamp_min(0))):
-                shifted = inner + eps[:, None] * torch.log(part)
+            for sign, part in parts:
+                shifted = inner + eps[:, None] * torch.log(part[..., index])
                 log_sum = self._separable_lse(shifted, 1 - axis, eps, log_kernels)
                 total = total + sign * torch.exp(outer / eps[:, None] + log_sum)
             results.append(total)

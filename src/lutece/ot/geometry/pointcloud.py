@@ -116,6 +116,41 @@ class PointCloud(Geometry):
             self._cost_cache = block
         return block
 
+    def _log_kernel_block(self, f: torch.Tensor | None, g: torch.Tensor | None,
+                          eps: torch.Tensor, rows: slice, cols: slice,
+                          out: torch.Tensor | None = None) -> torch.Tensor:
+        if not self._fuses_log_kernel():
+            return super()._log_kernel_block(f, g, eps, rows, cols, out)
+        # (f_i + g_j - |x_i - y_j|^2 / s) / eps is bilinear in augmented points:
+        # <[2 x_i / (s eps), (f_i - |x_i|^2 / s) / eps, 1], [y_j, 1, (g_j - |y_j|^2 / s) / eps]>,
+        # so the whole block is one matrix product, without forming the cost. Centring both
+        # clouds first (the cost is translation invariant) limits the cancellation of the
+        # expansion.
+        x, y = self.x[:, rows], self.y[:, cols]
+        center = y.mean(1, keepdim=True)
+        x, y = x - center, y - center
+        inverse = (self.cost_scale * eps).reciprocal()[:, None]        # 1 / (s eps), (B, 1)
+        row_term = -x.pow(2).sum(-1) * inverse
+        col_term = -y.pow(2).sum(-1) * inverse
+        if f is not None:
+            row_term = row_term + f[:, rows] / eps[:, None]
+        if g is not None:
+            col_term = col_term + g[:, cols] / eps[:, None]
+        left = torch.cat([x * (2 * inverse)[..., None], row_term[..., None],
+                          torch.ones_like(row_term)[..., None]], dim=-1)
+        right = torch.cat([y, torch.ones_like(col_term)[..., None], col_term[..., None]],
+                          dim=-1)
+        return torch.bmm(left, right.transpose(1, 2), out=out)
+
+    def _fuses_log_kernel(self) -> bool:
+        """Whether kernel blocks come from one product of augmented points (squared
+        Euclidean cost) rather than from the cost matrix: always online, and in dense mode
+        for low dimensions (where the product is cheaper than reading a stored cost) as long
+        as the cost has not been materialized anyway."""
+        if type(self.cost_fn) is not SqEuclidean:
+            return False
+        return self.is_online or (self._cost_cache is None and self.x.shape[-1] <= 32)
+
     def _blocks(self) -> Iterator[tuple[slice, slice]]:
         n, m = self.shape
         if not self.is_online:

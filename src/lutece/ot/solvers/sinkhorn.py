@@ -20,13 +20,12 @@ import warnings
 from dataclasses import dataclass, field
 
 import torch
-from tqdm.auto import tqdm
 
 from ..._validation import data_checks_enabled
-from ..geometry import Geometry, Grid, PointCloud
+from ..geometry import Geometry, PointCloud
 from ..problems import LinearProblem
 from ._implicit import ImplicitOptions, attach_implicit_gradient
-from ._kernel_cache import KernelCache
+from ._iterations import iterate
 
 __all__ = ["sinkhorn", "SinkhornOutput"]
 
@@ -180,41 +179,6 @@ def _check_options(threshold: object, max_iterations: object, min_iterations: ob
                              f"and 0 < decay <= 1, got {epsilon_schedule!r}")
 
 
-class _Anderson:
-    """Type-II Anderson acceleration of the fixed-point map g -> T(g) (Anderson 1965;
-    Walker & Ni 2011), with a ridge on the least-squares system as in OTT."""
-
-    def __init__(self, memory: int, ridge: float = 1e-2) -> None:
-        self.memory, self.ridge = memory, ridge
-        self.inputs: list[torch.Tensor] = []
-        self.outputs: list[torch.Tensor] = []
-
-    def step(self, g_in: torch.Tensor, g_out: torch.Tensor) -> torch.Tensor:
-        finite = torch.isfinite(g_in).all(0)  # coordinates with zero weight stay out
-        self.inputs.append(torch.where(finite, g_in, 0.0))
-        self.outputs.append(torch.where(finite, g_out, 0.0))
-        if len(self.inputs) > self.memory + 1:
-            self.inputs.pop(0)
-            self.outputs.pop(0)
-        if len(self.inputs) < 2:
-            return g_out
-        residuals = torch.stack([o - i for i, o in zip(self.inputs, self.outputs)], dim=1)
-        gram = residuals @ residuals.transpose(1, 2)   # (B, k, k)
-        k = gram.shape[-1]
-        scale = gram.diagonal(dim1=1, dim2=2).mean(-1).clamp_min(1e-30)
-        gram = gram + self.ridge * scale[:, None, None] * torch.eye(k, dtype=gram.dtype,
-                                                                    device=gram.device)
-        ones = torch.ones(gram.shape[0], k, 1, dtype=gram.dtype, device=gram.device)
-        weights = torch.linalg.solve(gram, ones).squeeze(-1)
-        weights = weights / weights.sum(-1, keepdim=True)
-        mixed = (weights.unsqueeze(-1) * torch.stack(self.outputs, dim=1)).sum(1)
-        if not bool(torch.isfinite(mixed).all()):
-            self.inputs.clear()
-            self.outputs.clear()
-            return g_out
-        return torch.where(finite, mixed, g_out)
-
-
 def sinkhorn(problem: LinearProblem, *, threshold: float = 1e-3, max_iterations: int = 2000,
              min_iterations: int = 0, inner_iterations: int = 10, norm_error: float = 1.0,
              lse_mode: bool = True, momentum: float | None = None, anderson: int | None = None,
@@ -232,10 +196,13 @@ def sinkhorn(problem: LinearProblem, *, threshold: float = 1e-3, max_iterations:
             max_iterations`` is the fixed-iteration mode: no data-dependent control flow, the
             path to batch many problems or run under ``torch.compile``.
         norm_error: p of the p-norm of the error (1 as in OTT; 2 as POT's L2 rule).
-        lse_mode: log-domain updates (default). Dense geometries compute them at the cost of
-            a matrix-vector product through a re-referenced kernel (see ``_kernel_cache``).
-            False runs the classic scaling iterations u = a / K v on K = exp(-C / eps), which
-            underflow for small eps (reported as non-convergence).
+        lse_mode: log-domain updates (default), computed at the cost of a matrix-vector
+            product on a kernel re-referenced at recent potentials and rebuilt when the
+            dtype's range requires it (see ``_scaling``): the results of the log-sum-exp
+            iteration at the speed of the kernel one. False runs the classic kernel
+            iterations u = a / K v on K = exp(-C / eps), which underflow for small eps
+            (reported as non-convergence). Unrolled differentiation and compiled
+            fixed-iteration runs always use the exact log-sum-exp updates.
         momentum: over-relaxation weight omega in (0, 2) (Thibault et al. 2021):
             g <- (1 - omega) g + omega T(g), likewise for f.
         anderson: memory of Anderson acceleration on the g iterates (None: off).
@@ -265,7 +232,8 @@ def sinkhorn(problem: LinearProblem, *, threshold: float = 1e-3, max_iterations:
     eps = geom.epsilon_
     fixed = min_iterations == max_iterations
     differentiable = (not implicit_diff) and torch.is_grad_enabled()
-    init_pair = _initial_potentials(problem, init)
+    compiling = torch.compiler.is_compiling()
+    f, g = _initial_potentials(problem, init)
     options = implicit_options or ImplicitOptions()
 
     with torch.set_grad_enabled(differentiable):
@@ -273,17 +241,14 @@ def sinkhorn(problem: LinearProblem, *, threshold: float = 1e-3, max_iterations:
             tuple(t.detach() for t in geom._tensors()))
         a = problem.a if differentiable else problem.a.detach()
         b = problem.b if differentiable else problem.b.detach()
-        loop = _Loop(solve_geom, a, b, problem.tau_a, problem.tau_b, eps, norm_error,
-                     lse_mode and not differentiable and not fixed)
-        f, g = init_pair
-        if not lse_mode:
-            f, g, errors, n_iters = loop.run_kernel(f, g, threshold, max_iterations,
-                                                    min_iterations, inner_iterations, fixed,
-                                                    progress)
-        else:
-            f, g, errors, n_iters = loop.run(f, g, threshold, max_iterations, min_iterations,
-                                             inner_iterations, fixed, momentum, anderson,
-                                             epsilon_schedule, progress)
+        f, g, errors, n_iters = iterate(
+            solve_geom, a, b, problem.tau_a, problem.tau_b, eps, f, g, threshold=threshold,
+            max_iterations=max_iterations, min_iterations=min_iterations,
+            inner_iterations=inner_iterations, norm_error=norm_error, momentum=momentum,
+            anderson=anderson, epsilon_schedule=epsilon_schedule,
+            # unrolled autograd and compiled graphs go through the exact log-domain steps
+            scaling=not differentiable and not compiling, stabilize=lse_mode,
+            early_stop=not fixed, progress=progress and not compiling)
     last = errors[:, -1]
     converged = (last < threshold) & ~torch.isnan(f).any(-1) & ~torch.isnan(g).any(-1)
     if warn and not fixed and data_checks_enabled() and not bool(converged.all()):
@@ -321,137 +286,3 @@ def _initial_potentials(problem: LinearProblem, init: object
         value = value.detach().to(geom.dtype)
         out.append(value if geom.batched else value.unsqueeze(0))
     return out[0], out[1]
-
-
-class _Loop:
-    """The iterations, with the state they share."""
-
-    def __init__(self, geom: Geometry, a: torch.Tensor, b: torch.Tensor, tau_a: float,
-                 tau_b: float, eps: torch.Tensor, norm_error: float, use_cache: bool) -> None:
-        self.geom, self.a, self.b = geom, a, b
-        self.tau_a, self.tau_b, self.eps = tau_a, tau_b, eps
-        self.log_a, self.log_b = torch.log(a), torch.log(b)
-        self.norm_error = norm_error
-        self.rho_b = eps * tau_b / (1 - tau_b) if tau_b < 1 else None
-        dense = not geom.is_online and not isinstance(geom, Grid)
-        self.cache = KernelCache(geom, geom._full_cost().detach(), eps) \
-            if use_cache and dense else None
-
-    def _lse(self, h: torch.Tensor, axis: int, other: torch.Tensor, eps: torch.Tensor,
-             final_eps: bool) -> torch.Tensor:
-        if self.cache is not None and final_eps:
-            return self.cache.lse(h, axis, other)
-        return self.geom.lse(h, axis, eps)
-
-    def error(self, g: torch.Tensor, lse_rows: torch.Tensor) -> torch.Tensor:
-        """(B,) p-norm of the column residual P^T 1 - target, from lse_rows = lse(f, 0)."""
-        e = self.eps[:, None]
-        column = torch.exp((g + lse_rows) / e)
-        target = self.b
-        if self.rho_b is not None:
-            g_hat = torch.where(self.b > 0, g - e * self.log_b, 0.0)
-            target = self.b * torch.exp(-g_hat / self.rho_b[:, None])
-        residual = (column - target).nan_to_num(nan=math.inf)
-        if math.isinf(self.norm_error):
-            return residual.abs().amax(-1)
-        return residual.abs().pow(self.norm_error).sum(-1).pow(1 / self.norm_error)
-
-    def run(self, f, g, threshold, max_iterations, min_iterations, inner_iterations, fixed,
-            momentum, anderson, epsilon_schedule, progress):
-        errors = []
-        accelerator = _Anderson(anderson) if anderson else None
-        bar = tqdm(total=max_iterations, desc="sinkhorn", disable=not progress, leave=False)
-
-        def eps_at(iteration: int) -> tuple[torch.Tensor, bool]:
-            if epsilon_schedule is None:
-                return self.eps, True
-            init, decay = epsilon_schedule
-            factor = max(init * decay ** iteration, 1.0)
-            return self.eps * factor, factor == 1.0
-
-        eps_t, final = eps_at(0)
-        lse_rows = self._lse(f, 0, g, eps_t, final)
-        iteration = 0
-        while True:
-            if iteration > 0 and (iteration % inner_iterations == 0
-                                  or iteration == max_iterations):
-                error = self.error(g, lse_rows) if final else \
-                    torch.full_like(self.eps, math.inf)
-                errors.append(error)
-                if not fixed:
-                    bar.update(iteration - bar.n)
-                    worst = float(error.detach().max())
-                    bar.set_postfix(error=f"{worst:.2e}")
-                    if iteration >= min_iterations and (worst < threshold
-                                                        or math.isnan(worst)):
-                        break
-            if iteration == max_iterations:
-                break
-            e = eps_t[:, None]
-            g_new = e * self.log_b - self.tau_b * lse_rows
-            if momentum is not None and iteration > 0:
-                g_new = torch.where(torch.isfinite(g), (1 - momentum) * g + momentum * g_new,
-                                    g_new)
-            if accelerator is not None and final and iteration > 0:
-                g_new = accelerator.step(g, g_new)
-            g = g_new
-            lse_cols = self._lse(g, 1, f, eps_t, final)
-            f_new = e * self.log_a - self.tau_a * lse_cols
-            if momentum is not None and iteration > 0:
-                f_new = torch.where(torch.isfinite(f), (1 - momentum) * f + momentum * f_new,
-                                    f_new)
-            f = f_new
-            iteration += 1
-            eps_t, final = eps_at(iteration)
-            lse_rows = self._lse(f, 0, g, eps_t, final)
-        bar.close()
-        if not errors:
-            errors.append(self.error(g, lse_rows))
-        return f, g, torch.stack(errors, dim=-1), iteration
-
-    def run_kernel(self, f, g, threshold, max_iterations, min_iterations, inner_iterations,
-                   fixed, progress):
-        """Scaling iterations u = (a / K v)^tau_a, v = (b / K^T u)^tau_b on K = exp(-C/eps)."""
-        geom, eps = self.geom, self.eps
-        e = eps[:, None]
-        dense = not geom.is_online and not isinstance(geom, Grid)
-        kernel = torch.exp(-geom._full_cost() / eps[:, None, None]) if dense else None
-        zeros_n, zeros_m = torch.zeros_like(self.a), torch.zeros_like(self.b)
-
-        def kernel_rows(v: torch.Tensor) -> torch.Tensor:   # K v
-            if kernel is not None:
-                return (kernel @ v.unsqueeze(-1)).squeeze(-1)
-            return geom.apply_plan(zeros_n, zeros_m, eps, v, axis=1)
-
-        def kernel_cols(u: torch.Tensor) -> torch.Tensor:   # K^T u
-            if kernel is not None:
-                return (kernel.transpose(1, 2) @ u.unsqueeze(-1)).squeeze(-1)
-            return geom.apply_plan(zeros_n, zeros_m, eps, u, axis=0)
-
-        u, v = torch.exp(f / e), torch.exp(g / e)
-        errors = []
-        bar = tqdm(total=max_iterations, desc="sinkhorn", disable=not progress, leave=False)
-        kt_u = kernel_cols(u)
-        iteration = 0
-        while True:
-            if iteration > 0 and (iteration % inner_iterations == 0
-                                  or iteration == max_iterations):
-                error = self.error(e * torch.log(v), e * torch.log(kt_u))
-                errors.append(error)
-                if not fixed:
-                    bar.update(iteration - bar.n)
-                    worst = float(error.detach().max())
-                    bar.set_postfix(error=f"{worst:.2e}")
-                    if iteration >= min_iterations and (worst < threshold
-                                                        or math.isnan(worst)):
-                        break
-            if iteration == max_iterations:
-                break
-            v = (self.b / kt_u).pow(self.tau_b)
-            u = (self.a / kernel_rows(v)).pow(self.tau_a)
-            kt_u = kernel_cols(u)
-            iteration += 1
-        bar.close()
-        if not errors:
-            errors.append(self.error(e * torch.log(v), e * torch.log(kt_u)))
-        return e * torch.log(u), e * torch.log(v), torch.stack(errors, dim=-1), iteration
