@@ -15,6 +15,10 @@ __all__ = ["CostFn", "SqEuclidean", "Euclidean", "PNorm", "Cosine"]
 class CostFn:
     """Base class: subclasses implement ``pairwise(x, y)``; ``cost(x, y)`` calls it."""
 
+    def spec(self) -> str | None:
+        """A string that rebuilds this cost through :func:`cost_from_spec` (None if none)."""
+        return None
+
     def pairwise(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
 
@@ -36,6 +40,9 @@ class SqEuclidean(CostFn):
     on points centred at y's mean, and clamped at 0 against the cancellation of that
     expansion."""
 
+    def spec(self) -> str | None:
+        return "sqeuclidean"
+
     def pairwise(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         # translation invariant: centring limits the cancellation of the expansion
         center = y.mean(-2, keepdim=True)
@@ -50,6 +57,9 @@ class SqEuclidean(CostFn):
 class Euclidean(CostFn):
     """c(x, y) = ||x - y||_2, with a zero gradient where x = y (the norm is not
     differentiable there; a plain sqrt would give NaN, ott-jax PR #411)."""
+
+    def spec(self) -> str | None:
+        return "euclidean"
 
     def pairwise(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         squared = SqEuclidean().pairwise(x, y)
@@ -84,12 +94,25 @@ class PNorm(CostFn):
     def __repr__(self) -> str:
         return f"PNorm(p={self.p:g})"
 
+    def spec(self) -> str | None:
+        return f"pnorm:{self.p!r}"
+
 
 class Cosine(CostFn):
     """c(x, y) = 1 - <x, y> / (|x| |y|), in [0, 2]; zero vectors are rejected by the
     geometry (their direction is undefined)."""
 
+    def spec(self) -> str | None:
+        return "cosine"
+
     def pairwise(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         x_unit = x / x.norm(dim=-1, keepdim=True)
         y_unit = y / y.norm(dim=-1, keepdim=True)
         return (1 - x_unit @ y_unit.transpose(-1, -2)).clamp(0, 2)
+
+
+def cost_from_spec(spec: str) -> CostFn:
+    """The cost whose :meth:`CostFn.spec` is ``spec``."""
+    if spec.startswith("pnorm:"):
+        return PNorm(float(spec.split(":", 1)[1]))
+    return {"sqeuclidean": SqEuclidean, "euclidean": Euclidean, "cosine": Cosine}[spec]()

@@ -330,6 +330,12 @@ class Geometry:
         clone._set_tensors(tensors)
         return clone
 
+    def compile_spec(self) -> str | None:
+        """A string that rebuilds this geometry around ``_tensors()`` (see
+        :func:`~lutece.ot.geometry.spec.geometry_from_spec`), so that compiled code can pass
+        a geometry to an opaque operator; None when a string cannot carry it."""
+        return f"dense|{int(self._batched)}"
+
     def __repr__(self) -> str:
         batch = f"{self.num_problems} x " if self._batched else ""
         return f"{type(self).__name__}({batch}{self.shape[0]} x {self.shape[1]})"

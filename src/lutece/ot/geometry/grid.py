@@ -197,6 +197,12 @@ class Grid(Geometry):
     def _set_tensors(self, tensors: tuple[torch.Tensor, ...]) -> None:
         self.x = tuple(tensors)
 
+    def compile_spec(self) -> str | None:
+        specs = [cost.spec() if isinstance(cost, CostFn) else None for cost in self.cost_fns]
+        if any(spec is None for spec in specs):
+            return None
+        return "grid|" + ",".join(specs)  # type: ignore[arg-type]
+
     def __repr__(self) -> str:
         return f"Grid({' x '.join(str(s) for s in self.grid_size)})"
 

@@ -57,6 +57,11 @@ class LRCGeometry(PointCloud):
                          epsilon=epsilon, relative_epsilon=relative_epsilon,
                          scale_cost=scale_cost, batch_size=batch_size)
 
+    def compile_spec(self) -> str | None:
+        fn = self.cost_fn
+        return (f"lowrank|{int(self._batched)}|{self.batch_size or 0}|{fn.scale_factor!r}|"
+                f"{fn.bias!r}")
+
     @property
     def cost_1(self) -> torch.Tensor:
         return self._squeeze(self.x)

@@ -7,7 +7,7 @@ from collections.abc import Callable, Iterator
 import torch
 
 from ..._validation import check_finite, check_floating, check_tensor
-from ..costs import Cosine, SqEuclidean
+from ..costs import Cosine, CostFn, SqEuclidean
 from .base import Geometry
 
 __all__ = ["PointCloud"]
@@ -140,6 +140,8 @@ class PointCloud(Geometry):
                           torch.ones_like(row_term)[..., None]], dim=-1)
         right = torch.cat([y, torch.ones_like(col_term)[..., None], col_term[..., None]],
                           dim=-1)
+        if out is None:  # (an explicit out=None is not differentiable under torch.compile)
+            return torch.bmm(left, right.transpose(1, 2))
         return torch.bmm(left, right.transpose(1, 2), out=out)
 
     def _fuses_log_kernel(self) -> bool:
@@ -168,6 +170,12 @@ class PointCloud(Geometry):
 
     def _set_tensors(self, tensors: tuple[torch.Tensor, ...]) -> None:
         self.x, self.y = tensors
+
+    def compile_spec(self) -> str | None:
+        cost = self.cost_fn.spec() if isinstance(self.cost_fn, CostFn) else None
+        if cost is None:
+            return None
+        return f"pointcloud|{int(self._batched)}|{self.batch_size or 0}|{cost}"
 
     def __repr__(self) -> str:
         batch = f"{self.num_problems} x " if self._batched else ""

@@ -29,7 +29,7 @@ import torch
 
 from ..geometry import Geometry
 
-__all__ = ["ImplicitOptions", "attach_implicit_gradient"]
+__all__ = ["ImplicitOptions", "attach_implicit_gradient", "implicit_vjp"]
 
 
 @dataclass(frozen=True)
@@ -138,6 +138,52 @@ def _solve_adjoint(plan: _PlanOperator, v_f: torch.Tensor, v_g: torch.Tensor,
     return mu_f, mu_g, r, c
 
 
+def implicit_vjp(geom: Geometry, geom_tensors: tuple[torch.Tensor, ...], f: torch.Tensor,
+                 g: torch.Tensor, a: torch.Tensor, b: torch.Tensor, eps: torch.Tensor,
+                 tau_a: float, tau_b: float, options: ImplicitOptions,
+                 grad_f: torch.Tensor, grad_g: torch.Tensor, needs_a: bool, needs_b: bool,
+                 needs_geom: tuple[bool, ...]
+                 ) -> tuple[torch.Tensor | None, torch.Tensor | None,
+                            list[torch.Tensor | None]]:
+    """Vector-Jacobian products of the converged potentials (f, g) with (grad_f, grad_g):
+    the gradients w.r.t. a, b and the geometry's tensors (those flagged as needed)."""
+    detached = geom._with_tensors(tuple(t.detach() for t in geom_tensors))
+    plan = _PlanOperator(detached, f, g, eps)
+    mu_f, mu_g, r, c = _solve_adjoint(plan, grad_f, grad_g, tau_a, tau_b, options)
+    e = eps[:, None]
+    grad_a = grad_b = None
+    if needs_a:
+        grad_a = torch.where(a > 0, e * r * mu_f / (tau_a * a.clamp_min(1e-300)), 0.0)
+    if needs_b:
+        grad_b = torch.where(b > 0, e * c * mu_g / (tau_b * b.clamp_min(1e-300)), 0.0)
+    grad_geom: list[torch.Tensor | None] = [None] * len(geom_tensors)
+    wanted = [i for i, flag in enumerate(needs_geom) if flag]
+    if wanted:
+        # dL/dC_ij = P_ij (mu_f_i + mu_g_j), pulled back to the tensors the cost is made of.
+        # torch.func.vjp rather than autograd.grad: it also runs inside a custom op (the
+        # compiled path), whose implementation executes below the autograd dispatch keys.
+        fixed = [t.detach() for t in geom_tensors]
+
+        def weighted_cost(weight: torch.Tensor, rows: slice, cols: slice, *chosen):
+            tensors = list(fixed)
+            for i, tensor in zip(wanted, chosen):
+                tensors[i] = tensor
+            return (geom._with_tensors(tuple(tensors))._block(rows, cols) * weight).sum()
+
+        for rows, cols in detached._blocks():
+            with torch.no_grad():
+                weight = detached.plan_block(f, g, eps, rows, cols) * (
+                    mu_f[:, rows, None] + mu_g[:, None, cols])
+            with torch.enable_grad():
+                value, pullback = torch.func.vjp(
+                    lambda *chosen, w=weight, r=rows, c=cols: weighted_cost(w, r, c, *chosen),
+                    *[fixed[i] for i in wanted])
+                parts = pullback(torch.ones_like(value))
+            for i, part in zip(wanted, parts):
+                grad_geom[i] = part if grad_geom[i] is None else grad_geom[i] + part
+    return grad_a, grad_b, grad_geom
+
+
 class _ImplicitSinkhorn(torch.autograd.Function):
     """Identity on the converged (f, g) in the forward pass; implicit VJP in the backward."""
 
@@ -154,33 +200,9 @@ class _ImplicitSinkhorn(torch.autograd.Function):
         needs = ctx.needs_input_grad
         grad_f = torch.zeros_like(f) if grad_f is None else grad_f
         grad_g = torch.zeros_like(g) if grad_g is None else grad_g
-        detached = geom._with_tensors(tuple(t.detach() for t in geom_tensors))
-        plan = _PlanOperator(detached, f, g, eps)
-        mu_f, mu_g, r, c = _solve_adjoint(plan, grad_f, grad_g, tau_a, tau_b, options)
-        e = eps[:, None]
-        grad_a = grad_b = None
-        if needs[3]:
-            grad_a = torch.where(a > 0, e * r * mu_f / (tau_a * a.clamp_min(1e-300)), 0.0)
-        if needs[4]:
-            grad_b = torch.where(b > 0, e * c * mu_g / (tau_b * b.clamp_min(1e-300)), 0.0)
-        grad_geom: list[torch.Tensor | None] = [None] * len(geom_tensors)
-        wanted = [i for i, flag in enumerate(needs[5:]) if flag]
-        if wanted:
-            leaves = tuple(t.detach().requires_grad_(i in wanted)
-                           for i, t in enumerate(geom_tensors))
-            rebuilt = geom._with_tensors(leaves)
-            with torch.enable_grad():
-                for rows, cols in rebuilt._blocks():
-                    cost = rebuilt._block(rows, cols)
-                    with torch.no_grad():
-                        weight = detached.plan_block(f, g, eps, rows, cols) * (
-                            mu_f[:, rows, None] + mu_g[:, None, cols])
-                    inputs = [leaves[i] for i in wanted]
-                    parts = torch.autograd.grad((cost * weight).sum(), inputs,
-                                                allow_unused=True)
-                    for i, part in zip(wanted, parts):
-                        if part is not None:
-                            grad_geom[i] = part if grad_geom[i] is None else grad_geom[i] + part
+        grad_a, grad_b, grad_geom = implicit_vjp(
+            geom, tuple(geom_tensors), f, g, a, b, eps, tau_a, tau_b, options, grad_f, grad_g,
+            needs[3], needs[4], tuple(needs[5:]))
         return (None, None, None, grad_a, grad_b, *grad_geom)
 
 

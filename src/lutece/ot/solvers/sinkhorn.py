@@ -24,6 +24,7 @@ import torch
 from ..._validation import data_checks_enabled
 from ..geometry import Geometry, PointCloud
 from ..problems import LinearProblem
+from ._compiled import solve_compiled
 from ._implicit import ImplicitOptions, attach_implicit_gradient
 from ._iterations import iterate
 
@@ -116,9 +117,10 @@ class SinkhornOutput:
             value = (a * f_hat).sum(-1) + (b * g_hat).sum(-1) - eps * mass_a * (1 - mass_b)
             return self._out(value)
         terms = []
-        for weights, hat, which in ((a, f_hat, "a"), (b, g_hat, "b")):
+        for weights, hat, which, tau in ((a, f_hat, "a", problem.tau_a),
+                                         (b, g_hat, "b", problem.tau_b)):
             rho = problem.rho(eps, which)[:, None]
-            if math.isinf(float(rho[0, 0])):
+            if tau == 1.0:
                 terms.append((weights * hat).sum(-1))
             else:
                 terms.append(-(rho * weights * torch.expm1(-hat / rho)).sum(-1))
@@ -236,19 +238,21 @@ def sinkhorn(problem: LinearProblem, *, threshold: float = 1e-3, max_iterations:
     f, g = _initial_potentials(problem, init)
     options = implicit_options or ImplicitOptions()
 
-    with torch.set_grad_enabled(differentiable):
-        solve_geom = geom if differentiable else geom._with_tensors(
-            tuple(t.detach() for t in geom._tensors()))
-        a = problem.a if differentiable else problem.a.detach()
-        b = problem.b if differentiable else problem.b.detach()
-        f, g, errors, n_iters = iterate(
-            solve_geom, a, b, problem.tau_a, problem.tau_b, eps, f, g, threshold=threshold,
-            max_iterations=max_iterations, min_iterations=min_iterations,
-            inner_iterations=inner_iterations, norm_error=norm_error, momentum=momentum,
-            anderson=anderson, epsilon_schedule=epsilon_schedule,
-            # unrolled autograd and compiled graphs go through the exact log-domain steps
-            scaling=not differentiable and not compiling, stabilize=lse_mode,
-            early_stop=not fixed, progress=progress and not compiling)
+    # Under torch.compile the fixed-iteration solve is one opaque operator (see _compiled)
+    spec = geom.compile_spec() if compiling and fixed and not differentiable \
+        and epsilon_schedule is None else None
+    if spec is not None:
+        f, g, errors = solve_compiled(
+            geom, spec, problem.a, problem.b, problem.tau_a, problem.tau_b, eps, f, g,
+            iterations=max_iterations, inner_iterations=inner_iterations,
+            norm_error=norm_error, lse_mode=lse_mode, momentum=momentum, anderson=anderson,
+            implicit=options)
+        n_iters = max_iterations
+    else:
+        f, g, errors, n_iters = _solve(problem, f, g, differentiable, compiling, threshold,
+                                       max_iterations, min_iterations, inner_iterations,
+                                       norm_error, lse_mode, momentum, anderson,
+                                       epsilon_schedule, fixed, progress)
     last = errors[:, -1]
     converged = (last < threshold) & ~torch.isnan(f).any(-1) & ~torch.isnan(g).any(-1)
     if warn and not fixed and data_checks_enabled() and not bool(converged.all()):
@@ -257,14 +261,39 @@ def sinkhorn(problem: LinearProblem, *, threshold: float = 1e-3, max_iterations:
             f"sinkhorn: did not converge in {n_iters} iterations (marginal error "
             f"{worst:.3g} > threshold {threshold:g}); raise max_iterations or epsilon"
             + ("" if lse_mode else ", or use lse_mode=True"), RuntimeWarning, stacklevel=2)
-    if not differentiable:
+    if not differentiable and spec is None:
+        inputs = (*geom._tensors(), problem.a, problem.b)
+        wanted = implicit_diff and torch.is_grad_enabled() and any(
+            t.requires_grad for t in inputs)
         f, g = attach_implicit_gradient(f.detach(), g.detach(), geom, problem.a, problem.b,
                                         eps, problem.tau_a, problem.tau_b, options) \
-            if implicit_diff and torch.is_grad_enabled() else (f.detach(), g.detach())
+            if wanted else (f.detach(), g.detach())
     squeeze = (lambda t: t) if geom.batched else (lambda t: t.squeeze(0))
     return SinkhornOutput(f=squeeze(f), g=squeeze(g), errors=squeeze(errors),
                           converged=squeeze(converged), n_iters=n_iters, problem=problem,
                           threshold=float(threshold), _eps=eps)
+
+
+def _solve(problem: LinearProblem, f: torch.Tensor, g: torch.Tensor, differentiable: bool,
+           compiling: bool, threshold: float, max_iterations: int, min_iterations: int,
+           inner_iterations: int, norm_error: float, lse_mode: bool, momentum: float | None,
+           anderson: int | None, epsilon_schedule: tuple[float, float] | None, fixed: bool,
+           progress: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, int]:
+    """The iterations on detached inputs, or on the inputs themselves when unrolled."""
+    geom = problem.geom
+    with torch.set_grad_enabled(differentiable):
+        solve_geom = geom if differentiable else geom._with_tensors(
+            tuple(t.detach() for t in geom._tensors()))
+        a = problem.a if differentiable else problem.a.detach()
+        b = problem.b if differentiable else problem.b.detach()
+        return iterate(
+            solve_geom, a, b, problem.tau_a, problem.tau_b, geom.epsilon_, f, g,
+            threshold=threshold, max_iterations=max_iterations, min_iterations=min_iterations,
+            inner_iterations=inner_iterations, norm_error=norm_error, momentum=momentum,
+            anderson=anderson, epsilon_schedule=epsilon_schedule,
+            # unrolled autograd and compiled graphs go through the exact log-domain steps
+            scaling=not differentiable and not compiling, stabilize=lse_mode,
+            early_stop=not fixed, progress=progress and not compiling)
 
 
 def _initial_potentials(problem: LinearProblem, init: object
