@@ -128,3 +128,18 @@ def test_exact_ot_gradients():
     minus = exact_ot(a.detach(), b, cost.detach() - step * direction).cost
     torch.testing.assert_close((plus - minus) / (2 * step), (grad_cost * direction).sum(),
                                rtol=1e-5, atol=1e-9)
+
+
+@pytest.mark.parametrize("taus", [(1.0, 1.0), (0.8, 0.6)])
+def test_danskin_gradient_equals_the_implicit_gradient(taus):
+    x, y, a, b = random_problem(9, 11)
+    grads = []
+    for use_danskin in (True, False):
+        inputs = [t.clone().requires_grad_(True) for t in (x, a.log(), b.log())]
+        problem = LinearProblem(PointCloud(inputs[0], y, epsilon=0.1), inputs[1].softmax(0),
+                                1.3 * inputs[2].softmax(0) if taus[0] < 1 else
+                                inputs[2].softmax(0), tau_a=taus[0], tau_b=taus[1])
+        out = sinkhorn(problem, use_danskin=use_danskin, **SOLVE)
+        grads.append(torch.autograd.grad(out.reg_ot_cost, inputs))
+    for danskin, implicit in zip(*grads):
+        torch.testing.assert_close(danskin, implicit, rtol=1e-6, atol=1e-9)

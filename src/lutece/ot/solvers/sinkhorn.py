@@ -50,6 +50,7 @@ class SinkhornOutput:
     problem: LinearProblem
     threshold: float
     _eps: torch.Tensor = field(repr=False)
+    _danskin: bool = field(default=False, repr=False)
 
     @property
     def geom(self) -> Geometry:
@@ -105,17 +106,21 @@ class SinkhornOutput:
     @property
     def reg_ot_cost(self) -> torch.Tensor:
         """The regularized OT cost: the dual objective at (f, g), which at convergence equals
-        <C, P> + eps KL(P | a b^T) + rho_a KL(P 1 | a) + rho_b KL(P^T 1 | b). () or (B,)."""
-        problem = self.problem
+        <C, P> + eps KL(P | a b^T) + rho_a KL(P 1 | a) + rho_b KL(P^T 1 | b). () or (B,).
+
+        With ``use_danskin`` (the default, as in OTT) its gradient is the partial derivative
+        of the dual objective at fixed potentials (Danskin's envelope theorem: P for the
+        cost, the potentials for the weights), which needs no linear solve; it is exact to
+        first order only, so second derivatives need ``implicit_diff=False``."""
+        problem, geom = self.problem, self.geom
         a, b, eps = problem.a, problem.b, self._eps
         f, g = self._batch(self.f), self._batch(self.g)
+        if self._danskin:
+            f, g = f.detach(), g.detach()
         e = eps[:, None]
         f_hat = torch.where(a > 0, f - e * torch.log(a), 0.0)
         g_hat = torch.where(b > 0, g - e * torch.log(b), 0.0)
         mass_a, mass_b = a.sum(-1), b.sum(-1)
-        if problem.is_balanced:
-            value = (a * f_hat).sum(-1) + (b * g_hat).sum(-1) - eps * mass_a * (1 - mass_b)
-            return self._out(value)
         terms = []
         for weights, hat, which, tau in ((a, f_hat, "a", problem.tau_a),
                                          (b, g_hat, "b", problem.tau_b)):
@@ -124,7 +129,13 @@ class SinkhornOutput:
                 terms.append((weights * hat).sum(-1))
             else:
                 terms.append(-(rho * weights * torch.expm1(-hat / rho)).sum(-1))
-        total_mass = torch.exp((f + self.geom.lse(g, 1, eps)) / e).sum(-1)
+        cost_needs_grad = torch.is_grad_enabled() and any(
+            t.requires_grad for t in geom._tensors())
+        if problem.is_balanced and not (self._danskin and cost_needs_grad):
+            # the last update was f's, so the plan's mass is exactly sum(a)
+            total_mass = mass_a
+        else:
+            total_mass = torch.exp((f + geom.lse(g, 1, eps)) / e).sum(-1)
         return self._out(terms[0] + terms[1] - eps * (total_mass - mass_a * mass_b))
 
     def transport_map(self, x: torch.Tensor) -> torch.Tensor:
@@ -187,7 +198,8 @@ def sinkhorn(problem: LinearProblem, *, threshold: float = 1e-3, max_iterations:
              epsilon_schedule: tuple[float, float] | None = None,
              init: tuple[torch.Tensor, torch.Tensor] | None = None,
              implicit_diff: bool = True, implicit_options: ImplicitOptions | None = None,
-             progress: bool = False, warn: bool = True) -> SinkhornOutput:
+             use_danskin: bool = True, progress: bool = False,
+             warn: bool = True) -> SinkhornOutput:
     """Solve an entropic OT problem by Sinkhorn iterations.
 
     Args:
@@ -214,6 +226,8 @@ def sinkhorn(problem: LinearProblem, *, threshold: float = 1e-3, max_iterations:
         implicit_diff: gradients by implicit differentiation of the fixed point (default);
             False differentiates through the iterations (unrolled; memory grows with them).
         implicit_options: conjugate-gradient settings of the implicit backward.
+        use_danskin: differentiate ``reg_ot_cost`` by the envelope theorem (no linear
+            solve; first order only). False sends it through the potentials' gradient.
         progress: show a progress bar with the current error.
         warn: warn when the problem did not converge.
 
@@ -271,7 +285,8 @@ def sinkhorn(problem: LinearProblem, *, threshold: float = 1e-3, max_iterations:
     squeeze = (lambda t: t) if geom.batched else (lambda t: t.squeeze(0))
     return SinkhornOutput(f=squeeze(f), g=squeeze(g), errors=squeeze(errors),
                           converged=squeeze(converged), n_iters=n_iters, problem=problem,
-                          threshold=float(threshold), _eps=eps)
+                          threshold=float(threshold), _eps=eps,
+                          _danskin=use_danskin and not differentiable)
 
 
 def _solve(problem: LinearProblem, f: torch.Tensor, g: torch.Tensor, differentiable: bool,
