@@ -37,8 +37,11 @@ def stable_exp(values: torch.Tensor, inplace: bool = False) -> torch.Tensor:
 
 def stable_logsumexp(values: torch.Tensor, dim: int) -> torch.Tensor:
     """log sum exp over ``dim``, max-shifted, through :func:`stable_exp`; a slice of only
-    -inf gives -inf."""
+    -inf gives -inf. Without gradient, ``values`` is overwritten."""
     largest = values.detach().amax(dim=dim, keepdim=True)
     largest = torch.where(torch.isfinite(largest), largest, torch.zeros_like(largest))
-    total = stable_exp(values - largest, inplace=not torch.is_grad_enabled()).sum(dim)
+    if torch.is_grad_enabled():
+        total = stable_exp(values - largest).sum(dim)
+    else:  # values is a fresh block that nobody else reads
+        total = stable_exp(values.sub_(largest), inplace=True).sum(dim)
     return torch.log(total) + largest.squeeze(dim)

@@ -282,8 +282,20 @@ class Geometry:
             v = v.unsqueeze(-1)
         n, m = self.shape
         parts = []
+        reuse = not torch.is_grad_enabled()
+        buffer: torch.Tensor | None = None
         for rows, cols in self._blocks():
-            plan = self.plan_block(f, g, eps, rows, cols)
+            if reuse:
+                # one buffer for every block (online mode: no allocation per block)
+                size = v.shape[0] * (rows.stop - rows.start) * (cols.stop - cols.start)
+                if buffer is None or buffer.numel() < size:
+                    buffer = v.new_empty(size)
+                block = buffer[:size].view(v.shape[0], rows.stop - rows.start,
+                                           cols.stop - cols.start)
+                plan = stable_exp(self._log_kernel_block(f, g, eps, rows, cols, out=block),
+                                  inplace=True)
+            else:
+                plan = self.plan_block(f, g, eps, rows, cols)
             if axis == 1:
                 parts.append((rows, plan @ v[:, cols]))
             else:
