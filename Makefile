@@ -43,6 +43,8 @@ bench-setup: setup $(TORCHSORT_STAMP)
 
 bench: bench-setup
 	$(BIN)/python benchmarks/sorting.py
+	$(BIN)/python benchmarks/perturbed.py
+	$(BIN)/python benchmarks/ot.py
 
 clean:
 	rm -rf $(VENV) runs build dist .pytest_cache .ruff_cache

@@ -3,10 +3,10 @@
 import math
 import warnings
 
+import ot
 import pytest
 import torch
 
-import ot
 from lutece.ot import Geometry, LinearProblem, PointCloud, exact_ot, sinkhorn
 
 from .helpers import random_problem
