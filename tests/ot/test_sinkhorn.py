@@ -211,6 +211,8 @@ def test_apply_and_transport_map():
     (lambda p: sinkhorn(p, epsilon_schedule=(0.5, 0.9)), "epsilon_schedule"),
     (lambda p: sinkhorn(p, init=(torch.zeros(3), torch.zeros(4))), "init f must have shape"),
     (lambda p: sinkhorn("problem"), "LinearProblem"),
+    (lambda p: sinkhorn(LinearProblem(Geometry(torch.rand(4, 5).half(), epsilon=0.1))),
+     "float32 or float64"),
     (lambda p: sinkhorn(p).apply(torch.zeros(3)), "entries along"),
     (lambda p: sinkhorn(p).apply(torch.zeros(4), axis=2), "axis must be 0 or 1"),
     (lambda p: sinkhorn(LinearProblem(Geometry(torch.rand(4, 5)))).transport_map(
@@ -238,3 +240,26 @@ def test_problem_errors(kwargs, message):
         LinearProblem(PointCloud(x.float(), y.float(), epsilon=0.5), **kwargs)
     with pytest.raises(TypeError, match="geom must be"):
         LinearProblem(torch.rand(3, 3))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize("batch_size", [None, 16])
+def test_cuda_matches_cpu(batch_size):
+    x, y, a, b = random_problem(40, 50, d=3)
+    x = x.clone().requires_grad_(True)
+    results = []
+    for device in ("cpu", "cuda"):
+        leaf = x.detach().to(device).requires_grad_(True)
+        geom = PointCloud(leaf, y.to(device), epsilon=0.02, batch_size=batch_size)
+        out = sinkhorn(LinearProblem(geom, a.to(device), b.to(device)), threshold=1e-9)
+        (gradient,) = torch.autograd.grad(out.reg_ot_cost + out.matrix.pow(2).sum(), leaf)
+        assert out.f.device.type == device
+        results.append((out.f.cpu(), out.reg_ot_cost.cpu(), gradient.cpu()))
+    for cpu, cuda in zip(*results):
+        torch.testing.assert_close(cuda, cpu)
+
+
+def test_progress_bar_reports_the_error(capsys):
+    x, y, a, b = random_problem(10, 12)
+    _solve(x, y, a, b, threshold=1e-8, progress=True)
+    assert "sinkhorn" in capsys.readouterr().err

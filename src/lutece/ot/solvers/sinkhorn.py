@@ -207,8 +207,11 @@ def sinkhorn(problem: LinearProblem, *, threshold: float = 1e-3, max_iterations:
         threshold: stop once the marginal error, checked every ``inner_iterations``, is
             below it for every problem of the batch (after ``min_iterations``).
         max_iterations, min_iterations: bounds on the iterations. ``min_iterations ==
-            max_iterations`` is the fixed-iteration mode: no data-dependent control flow, the
-            path to batch many problems or run under ``torch.compile``.
+            max_iterations`` is the fixed-iteration mode: no early stop, the same work for
+            every problem of a batch, and under ``torch.compile`` one opaque operator (no
+            graph break; gradients by implicit differentiation) for the geometries of
+            :mod:`lutece.ot.geometry` with built-in costs. Otherwise, and for custom cost
+            callables, compiled code traces the exact log-domain iterations.
         norm_error: p of the p-norm of the error (1 as in OTT; 2 as POT's L2 rule).
         lse_mode: log-domain updates (default), computed at the cost of a matrix-vector
             product on a kernel re-referenced at recent potentials and rebuilt when the
@@ -245,6 +248,10 @@ def sinkhorn(problem: LinearProblem, *, threshold: float = 1e-3, max_iterations:
     _check_options(threshold, max_iterations, min_iterations, inner_iterations, norm_error,
                    momentum, anderson, epsilon_schedule)
     geom = problem.geom
+    if geom.dtype not in (torch.float32, torch.float64):
+        raise TypeError(f"sinkhorn: the geometry's dtype must be float32 or float64 (the "
+                        f"kernel's range needs them), got {geom.dtype}; convert the inputs "
+                        "with .float()")
     eps = geom.epsilon_
     fixed = min_iterations == max_iterations
     differentiable = (not implicit_diff) and torch.is_grad_enabled()
