@@ -50,14 +50,17 @@ def _problem(n: int, d: int, seed: int):
     return x, y, (a / a.sum()).astype(np.float32), (b / b.sum()).astype(np.float32)
 
 
-def _median_seconds(fn, repeats: int) -> tuple[float, object]:
-    result = fn()
-    times = []
+def _interleaved_medians(functions: dict, repeats: int) -> dict[str, tuple[float, object]]:
+    """Median seconds of each function, timed round-robin (one call of each per round, after
+    a warm-up of each) so that a slow phase of a shared machine hits them all alike."""
+    results = {name: fn() for name, fn in functions.items()}
+    times: dict[str, list[float]] = {name: [] for name in functions}
     for _ in range(repeats):
-        start = time.perf_counter()
-        result = fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times), result
+        for name, fn in functions.items():
+            start = time.perf_counter()
+            results[name] = fn()
+            times[name].append(time.perf_counter() - start)
+    return {name: (statistics.median(times[name]), results[name]) for name in functions}
 
 
 def _solvers(epsilon: float, threshold: float) -> dict:
@@ -114,8 +117,10 @@ def _runtime_study(quick: bool, seed: int) -> dict:
         mean_cost = ((x64 ** 2).sum(1).mean() + (y64 ** 2).sum(1).mean()
                      - 2 * x64.mean(0) @ y64.mean(0))
         epsilon, threshold = 0.05 * float(mean_cost), 0.01 / n ** 0.33
-        for name, build in _solvers(epsilon, threshold).items():
-            seconds, its = _median_seconds(build(x, y, a, b), 2 if quick else 3)
+        functions = {name: build(x, y, a, b)
+                     for name, build in _solvers(epsilon, threshold).items()}
+        repeats = (3 if n <= 1000 else 2) if quick else (7 if n <= 2000 else 3)
+        for name, (seconds, its) in _interleaved_medians(functions, repeats).items():
             times.setdefault(name, {})[n] = seconds
             iterations.setdefault(name, {})[n] = int(its)
     exponents = {name: fitted_exponent(sizes[-3:], [per[n] for n in sizes[-3:]])
@@ -315,8 +320,9 @@ def run(quick: bool, seed: int) -> ExperimentResult:
     if "OTT-JAX (jit)" not in runtime["times"]:
         notes.append("OTT-JAX is not installed (pip install 'lutece[bench]'), so it is "
                      "left out of the timings.")
-    notes.append("Timings run in this process one after the other (benchmarks/ot.py runs "
-                 "each library in its own pinned process).")
+    notes.append("Timings run in this process, round-robin over the libraries (medians of "
+                 "3 to 7 rounds); benchmarks/ot.py runs each library in its own pinned "
+                 "process.")
     return ExperimentResult(
         name="ot", title="Optimal transport toolbox: Sinkhorn, divergences, gradient flows",
         paper=PAPER, claim=CLAIM, summary=summary, metrics=metrics,
