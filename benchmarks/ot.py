@@ -4,8 +4,9 @@ and the kernel ``sinkhorn``) and OTT-JAX (jitted, CPU) when installed, on the sa
 Protocol (../shared/research/optimal_transport.md, section 8):
 - every library runs in its own fresh process, pinned to the same cores (taskset when
   available), 2 threads (OMP/MKL, torch intra-op 2 / inter-op 1);
-- same float32 data (the OTT tutorial's generator: x ~ U[0,1]^d, y = (N(0,1) + 0.5) / 5,
-  weights U + 0.1, normalized), same absolute epsilon = 0.05 x mean(C), scale_cost 1;
+- same float32 data (``lutece.data.ot_benchmark_clouds``, the OTT tutorial's generator:
+  x ~ U[0,1]^d, y = (N(0,1) + 0.5) / 5, weights U + 0.1, normalized), same absolute
+  epsilon = 0.05 x mean(C), scale_cost 1;
 - same stopping rule: L2 norm of the column-marginal residual, checked every 10
   iterations, threshold 0.01 / n^0.33 (the OTT tutorial's), at most 1000 iterations;
   POT checks after iterations 1, 11, 21, ... and the others after 10, 20, ...;
@@ -40,6 +41,7 @@ import time
 import numpy as np
 
 from _results import write_section
+from lutece.data import mean_squared_distance, ot_benchmark_clouds
 
 # This file is named like POT's package: keep its folder off the path so that ``import ot``
 # finds POT.
@@ -54,22 +56,13 @@ MAX_ITERATIONS = 1000
 THREADS = 2
 
 
-def data(n: int, d: int, seed: int = 0):
-    """The OTT tutorial's problem, float32, identical in every process."""
-    rng = np.random.default_rng(seed)
-    x = rng.uniform(size=(n, d)).astype(np.float32)
-    y = ((rng.normal(size=(n, d)) + 0.5) / 5).astype(np.float32)
-    a = rng.uniform(size=n) + 0.1
-    b = rng.uniform(size=n) + 0.1
-    return x, y, (a / a.sum()).astype(np.float32), (b / b.sum()).astype(np.float32)
+def data(n: int, d: int):
+    return ot_benchmark_clouds(n, d, seed=0)
 
 
 def epsilon_of(x: np.ndarray, y: np.ndarray) -> float:
-    """EPSILON_SCALE x mean of the squared Euclidean cost, in float64 (closed form of the
-    mean: E|x - y|^2 = mean|x|^2 + mean|y|^2 - 2 <mean x, mean y>)."""
-    x64, y64 = x.astype(np.float64), y.astype(np.float64)
-    mean = (x64 ** 2).sum(1).mean() + (y64 ** 2).sum(1).mean() - 2 * x64.mean(0) @ y64.mean(0)
-    return EPSILON_SCALE * float(mean)
+    """EPSILON_SCALE x mean of the squared Euclidean cost."""
+    return EPSILON_SCALE * mean_squared_distance(x, y)
 
 
 def threshold_of(n: int) -> float:

@@ -51,3 +51,18 @@ def test_label_ranking_data_and_metric():
 def test_mean_spearman_errors():
     with pytest.raises(ValueError, match="mean_spearman: scores and target_ranks"):
         mean_spearman(torch.zeros(3, 4), torch.zeros(3, 5))
+
+
+def test_ot_benchmark_clouds_and_their_mean_cost():
+    import numpy as np
+    from scipy.spatial.distance import cdist
+
+    from lutece.data import mean_squared_distance, ot_benchmark_clouds
+
+    x, y, a, b = ot_benchmark_clouds(50, 3, seed=4)
+    assert x.shape == y.shape == (50, 3) and x.dtype == np.float32
+    assert np.isclose(a.sum(), 1, atol=1e-6) and (b > 0).all()
+    again = ot_benchmark_clouds(50, 3, seed=4)
+    assert all(np.array_equal(p, q) for p, q in zip((x, y, a, b), again))
+    brute_force = cdist(x.astype(np.float64), y.astype(np.float64), "sqeuclidean").mean()
+    assert np.isclose(mean_squared_distance(x, y), brute_force, rtol=1e-12)

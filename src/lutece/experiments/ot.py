@@ -22,11 +22,11 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
 import ot as pot  # noqa: E402
 import torch  # noqa: E402
 from tqdm.auto import tqdm  # noqa: E402
 
+from ..data import mean_squared_distance, ot_benchmark_clouds  # noqa: E402
 from ..ot import LinearProblem, PointCloud, exact_ot, sinkhorn, sinkhorn_divergence  # noqa: E402
 from ..report import ExperimentResult, Table, figure_to_png  # noqa: E402
 from . import register  # noqa: E402
@@ -38,16 +38,6 @@ CLAIM = ("A toolbox that solves regularized OT between point clouds and histogra
          "with automatic and implicit differentiation, so that OT losses (the debiased "
          "Sinkhorn divergence) can drive learning; the entropic regularization biases the "
          "regularized cost, which the divergence removes.")
-
-
-def _problem(n: int, d: int, seed: int):
-    """The OTT tutorial's generator in float32: x ~ U[0,1]^d, y = (N(0,1) + 0.5) / 5."""
-    rng = np.random.default_rng(seed)
-    x = rng.uniform(size=(n, d)).astype(np.float32)
-    y = ((rng.normal(size=(n, d)) + 0.5) / 5).astype(np.float32)
-    a = rng.uniform(size=n) + 0.1
-    b = rng.uniform(size=n) + 0.1
-    return x, y, (a / a.sum()).astype(np.float32), (b / b.sum()).astype(np.float32)
 
 
 def _interleaved_medians(functions: dict, repeats: int) -> dict[str, tuple[float, object]]:
@@ -112,11 +102,8 @@ def _runtime_study(quick: bool, seed: int) -> dict:
     iterations: dict[str, dict[int, int]] = {}
     threads = torch.get_num_threads()
     for n in tqdm(sizes, desc="ot runtime", leave=False):
-        x, y, a, b = _problem(n, 2, seed)
-        x64, y64 = x.astype(np.float64), y.astype(np.float64)
-        mean_cost = ((x64 ** 2).sum(1).mean() + (y64 ** 2).sum(1).mean()
-                     - 2 * x64.mean(0) @ y64.mean(0))
-        epsilon, threshold = 0.05 * float(mean_cost), 0.01 / n ** 0.33
+        x, y, a, b = ot_benchmark_clouds(n, 2, seed)
+        epsilon, threshold = 0.05 * mean_squared_distance(x, y), 0.01 / n ** 0.33
         functions = {name: build(x, y, a, b)
                      for name, build in _solvers(epsilon, threshold).items()}
         repeats = (3 if n <= 1000 else 2) if quick else (7 if n <= 2000 else 3)
@@ -171,7 +158,7 @@ def _flow_study(quick: bool, seed: int) -> dict:
 
 def _bias_study(quick: bool, seed: int) -> dict:
     n = 150 if quick else 400
-    x, y, _, _ = _problem(n, 2, seed)
+    x, y, _, _ = ot_benchmark_clouds(n, 2, seed)
     x, y = torch.from_numpy(x).double(), torch.from_numpy(y).double()
     exact = _exact_w2(x, y)
     mean_cost = float(PointCloud(x, y).cost_matrix.mean())

@@ -202,12 +202,7 @@ class ScalingIterations:
         product = self.kernel.columns(self.u)
         if self.stabilize and not self._in_range(product, self.active_b, self.u,
                                                  self.cap_u):
-            f, g = self.f(), self.g()
-            self.f_ref = torch.where(torch.isfinite(f), f, 0.0)
-            self.u = self._unit(self.active_a, f)
-            self.g_ref = self.kernel.build(self._masked(f, self.active_a), axis=0)
-            self.set_g(g)
-            self._shift_log_weights()
+            self._absorb(axis=0)
             product = self.kernel.columns(self.u)
         return product
 
@@ -216,14 +211,26 @@ class ScalingIterations:
         product = self.kernel.rows(self.v)
         if self.stabilize and not self._in_range(product, self.active_a, self.v,
                                                  self.cap_v):
-            f, g = self.f(), self.g()
+            self._absorb(axis=1)
+            product = self.kernel.rows(self.v)
+        return product
+
+    def _absorb(self, axis: int) -> None:
+        """Move the scalings into the references and rebuild K around the side that the
+        next product reads (axis 0: f, for K^T u; axis 1: g, for K v). The potentials do
+        not change."""
+        f, g = self.f(), self.g()
+        if axis == 0:
+            self.f_ref = torch.where(torch.isfinite(f), f, 0.0)
+            self.u = self._unit(self.active_a, f)
+            self.g_ref = self.kernel.build(self._masked(f, self.active_a), axis=0)
+            self.set_g(g)
+        else:
             self.g_ref = torch.where(torch.isfinite(g), g, 0.0)
             self.v = self._unit(self.active_b, g)
             self.f_ref = self.kernel.build(self._masked(g, self.active_b), axis=1)
             self.set_f(f)
-            self._shift_log_weights()
-            product = self.kernel.rows(self.v)
-        return product
+        self._shift_log_weights()
 
     # ------------------------------------------------------------------ updates
     def g_update(self, columns: torch.Tensor) -> torch.Tensor:
