@@ -1,0 +1,24 @@
+"""Noisy adaptive group testing by Bayesian sequential experimental design (result 7:
+Cuturi, Teboul, Berthet, Doucet & Vert, 2020).
+
+The model (:mod:`.model`: priors, a test with pool-size-dependent sensitivity and
+specificity, the lab's constraints, the campaign so far) is kept apart from inference
+(:mod:`.inference`: exhaustive, SMC, loopy BP) and from design (:mod:`.selectors`: which
+pools to run next).
+"""
+
+from .inference import (
+    BeliefPropagationError,
+    BeliefPropagationResult,
+    SMCOptions,
+    WeightedParticles,
+    exhaustive_posterior,
+    loopy_belief_propagation,
+    posterior_marginals,
+    smc_posterior,
+)
+from .model import CampaignState, Constraints, Prior, TestModel
+
+__all__ = ["Prior", "TestModel", "Constraints", "CampaignState", "posterior_marginals",
+           "exhaustive_posterior", "smc_posterior", "SMCOptions", "loopy_belief_propagation",
+           "BeliefPropagationResult", "BeliefPropagationError", "WeightedParticles"]
