@@ -17,8 +17,26 @@ from .inference import (
     posterior_marginals,
     smc_posterior,
 )
+from .metrics import classification_metrics, paired_bootstrap, roc_auc
 from .model import CampaignState, Constraints, Prior, TestModel
+from .mutual_information import mutual_information
+from .policy import DECODERS, CampaignEngine, Policy
+from .selectors import (
+    Dorfman,
+    GAuc,
+    GMimax,
+    Individual,
+    InformativeDorfman,
+    RandomPools,
+    Selector,
+    Split,
+)
+from .simulator import SimulationResults, simulate
 
 __all__ = ["Prior", "TestModel", "Constraints", "CampaignState", "posterior_marginals",
            "exhaustive_posterior", "smc_posterior", "SMCOptions", "loopy_belief_propagation",
-           "BeliefPropagationResult", "BeliefPropagationError", "WeightedParticles"]
+           "BeliefPropagationResult", "BeliefPropagationError", "WeightedParticles",
+           "mutual_information", "Selector", "Individual", "Dorfman", "InformativeDorfman",
+           "RandomPools", "Split", "GMimax", "GAuc", "Policy", "CampaignEngine", "DECODERS",
+           "simulate", "SimulationResults", "classification_metrics", "roc_auc",
+           "paired_bootstrap"]
