@@ -4,6 +4,7 @@
     lutece list                                   the registered experiments
     lutece reproduce NAME|all [--quick|--full] [--out DIR] [--seed N] [--force]
     lutece demo [--out DIR] [--force]             = reproduce all --quick --out runs/demo
+    lutece grouptest init|next|record|status|export ...   a pooled-testing campaign
 
 Each experiment's result is kept in ``DIR/NAME/`` (result.json and its figures); a later run
 with the same mode, seed and lutece version reuses finished experiments unless
@@ -53,6 +54,10 @@ def _build_parser() -> argparse.ArgumentParser:
     demo = commands.add_parser("demo", help="every experiment's quick mode -> runs/demo")
     demo.add_argument("--out", type=Path, default=Path("runs/demo"))
     demo.add_argument("--force", action="store_true")
+
+    from .grouptesting import commands as grouptest
+
+    grouptest.add_parser(commands)
     return parser
 
 
@@ -113,6 +118,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 0
+    if args.command == "grouptest":
+        from .grouptesting import commands as grouptest
+
+        return grouptest.run(args)
     if args.command == "list":
         from .experiments import registry
 
