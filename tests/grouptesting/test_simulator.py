@@ -33,6 +33,10 @@ def test_simulations_are_reproducible_and_the_same_with_workers():
         np.testing.assert_array_equal(result.marginals, one.marginals)
         np.testing.assert_array_equal(result.tests, one.tests)
     assert one.marginals.shape == (4, 3, 14) and (one.tests[:, -1] <= 18).all()
+    for s in range(4):   # the tests themselves are recorded
+        assert one.pools[s].shape == (one.tests[s, -1], 14)
+        assert one.outcomes[s].shape == one.cycles[s].shape == (one.tests[s, -1],)
+        np.testing.assert_array_equal(one.outcomes[s], parallel.outcomes[s])
 
 
 def test_policies_face_the_same_people():

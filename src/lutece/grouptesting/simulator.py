@@ -28,7 +28,9 @@ __all__ = ["simulate", "SimulationResults"]
 class SimulationResults:
     """Per simulation s and cycle c: ``marginals`` (S, C, n) after cycle c, ``tests``
     (S, C) cumulative tests, ``seconds`` (S, C) wall time of the cycle, ``bp_converged``
-    (S, C) (NaN when BP was not run); ``truth`` (S, n)."""
+    (S, C) (NaN when BP was not run); ``truth`` (S, n); and every test run, per simulation:
+    ``pools[s]`` (T_s, n), ``outcomes[s]`` (T_s,), ``cycles[s]`` (T_s,) (the anchor's
+    exported test results were always NaN; these are the real ones)."""
 
     policy: str
     truth: np.ndarray
@@ -36,6 +38,9 @@ class SimulationResults:
     tests: np.ndarray
     seconds: np.ndarray
     bp_converged: np.ndarray
+    pools: list[np.ndarray]
+    outcomes: list[np.ndarray]
+    cycles: list[np.ndarray]
 
     @property
     def num_simulations(self) -> int:
@@ -87,7 +92,9 @@ def _one_simulation(args) -> tuple:
         marginals[cycle] = engine.marginals
         tests[cycle] = engine.state.num_tests
         seconds[cycle] = time.perf_counter() - started
-    return truth, marginals, tests, seconds, converged
+    state = engine.state
+    return truth, marginals, tests, seconds, converged, state.pools, state.outcomes, \
+        state.cycles
 
 
 def simulate(policy: Policy, prior: Prior, test_model: TestModel, constraints: Constraints,
@@ -136,5 +143,7 @@ def simulate(policy: Policy, prior: Prior, test_model: TestModel, constraints: C
                 outputs.append(output)
                 bar.update()
     bar.close()
-    truth, marginals, tests, seconds, converged = (np.stack(part) for part in zip(*outputs))
-    return SimulationResults(policy.name, truth, marginals, tests, seconds, converged)
+    columns = list(zip(*outputs))
+    truth, marginals, tests, seconds, converged = (np.stack(part) for part in columns[:5])
+    return SimulationResults(policy.name, truth, marginals, tests, seconds, converged,
+                             list(columns[5]), list(columns[6]), list(columns[7]))
