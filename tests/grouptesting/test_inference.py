@@ -206,3 +206,12 @@ def test_scalar_prior_with_num_people():
     marginals = posterior_marginals(0.1, [[0, 1]], [False], method="exhaustive",
                                     num_people=3)
     assert marginals.shape == (3,) and marginals[2] == pytest.approx(0.1)
+
+
+def test_designs_as_member_lists_boolean_or_binary_matrices_agree():
+    lists = [[0, 1], [1, 2, 3]]
+    binary = np.array([[1, 1, 0, 0], [0, 1, 1, 1]])
+    expected = posterior_marginals([0.1] * 4, lists, [True, False], method="exhaustive")
+    for design in (binary, binary.astype(bool)):
+        np.testing.assert_allclose(posterior_marginals([0.1] * 4, design, [True, False],
+                                                       method="exhaustive"), expected)

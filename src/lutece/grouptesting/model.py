@@ -215,8 +215,11 @@ class Constraints:
 
 def as_design(pools: Sequence[Sequence[int]] | np.ndarray, num_people: int, fn: str = "pools"
               ) -> np.ndarray:
-    """A (T, n) boolean design from a list of member-index lists (or a boolean matrix),
-    checked: members in range, no empty pool, no person twice in a pool."""
+    """A (T, n) boolean design from a list of member-index lists (or a (T, n) matrix of
+    booleans or 0/1), checked: members in range, no empty pool, no person twice in a pool."""
+    if isinstance(pools, np.ndarray) and pools.ndim == 2 and pools.dtype != bool \
+            and pools.shape[1] == num_people and pools.size and np.isin(pools, (0, 1)).all():
+        pools = pools.astype(bool)
     if isinstance(pools, np.ndarray) and pools.dtype == bool:
         if pools.ndim != 2 or pools.shape[1] != num_people:
             raise ValueError(f"{fn}: a boolean design must have shape (T, {num_people}), got "
