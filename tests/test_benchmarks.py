@@ -22,3 +22,21 @@ def test_perturbed_benchmark_quick_grid():
                                check=True)
     assert "| 12x12 | 32 | 10 |" in completed.stdout
     assert "peak RSS increase" in completed.stdout
+
+
+def test_ot_benchmark_quick_grid():
+    completed = subprocess.run([sys.executable, str(REPO / "benchmarks" / "ot.py"),
+                                "--quick"], capture_output=True, text=True, timeout=300,
+                               check=True)
+    out = completed.stdout
+    assert "| 1000 | 2 |" in out and "pot_kernel / lutece" in out
+    assert "| 2 | lutece |" in out and "| lutece | implicit |" in out
+
+
+def test_grouptesting_benchmark_quick_grid():
+    completed = subprocess.run([sys.executable, str(REPO / "benchmarks" / "grouptesting.py"),
+                                "--quick"], capture_output=True, text=True, timeout=300,
+                               check=True)
+    out = completed.stdout
+    assert "s per campaign" in out and "| 32 | 5000 |" in out
+    assert "Statistical quality" in out
