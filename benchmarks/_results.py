@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 RESULTS = Path(__file__).with_name("RESULTS.md")
@@ -18,3 +19,11 @@ def write_section(section: str, text: str) -> None:
     else:
         existing = existing.rstrip("\n") + "\n\n" + text
     RESULTS.write_text(existing)
+
+
+def publish(section: str, text: str, quick: bool) -> None:
+    """Print a benchmark's text; a full (not quick) run also records it in RESULTS.md."""
+    print(text)
+    if not quick:
+        write_section(section, text)
+        print(f"written to {RESULTS}", file=sys.stderr)

@@ -24,23 +24,25 @@ import time
 
 import numpy as np
 
-from _results import write_section
+from _results import publish
+from lutece.grouptesting import (
+    CampaignEngine,
+    Constraints,
+    GMimax,
+    Policy,
+    Prior,
+    SMCOptions,
+    TestModel,
+    exhaustive_posterior,
+    simulate,
+    smc_posterior,
+)
 
 SECTION = "## Group testing (lutece.grouptesting)"
 ANCHOR_SECONDS = (27.0, 43.0)
 
 
 def _campaign_seconds(num_simulations: int, particles: int) -> tuple[list[float], dict]:
-    from lutece.grouptesting import (
-        Constraints,
-        GMimax,
-        Policy,
-        Prior,
-        SMCOptions,
-        TestModel,
-        simulate,
-    )
-
     policy = Policy((GMimax(2, 1), "loopy_bp_or_smc"), name="g-mimax",
                     smc=SMCOptions(num_particles=particles))
     constraints = Constraints(max_pool_size=8, pools_per_cycle=8, num_cycles=4)
@@ -55,16 +57,6 @@ def _campaign_seconds(num_simulations: int, particles: int) -> tuple[list[float]
 def _per_cycle(n: int, particles: int, cycles: int = 3) -> dict[str, float]:
     """Median seconds of the posterior update and of the selection, over cycles 1..3 of a
     campaign at prevalence 2%."""
-    from lutece.grouptesting import (
-        CampaignEngine,
-        Constraints,
-        GMimax,
-        Policy,
-        Prior,
-        SMCOptions,
-        TestModel,
-    )
-
     prior, model = Prior(0.02, n), TestModel(0.85, 0.97)
     constraints = Constraints(max_pool_size=8, pools_per_cycle=8, num_cycles=None)
     policy = Policy((GMimax(2, 1), "smc"), smc=SMCOptions(num_particles=particles))
@@ -90,8 +82,6 @@ def _quality(particles: int, repeats: int) -> dict[str, float]:
         Prior,
         SMCOptions,
         TestModel,
-        exhaustive_posterior,
-        smc_posterior,
     )
 
     rng = np.random.default_rng(1)
@@ -160,10 +150,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true")
     args = parser.parse_args()
-    text = run(args.quick)
-    print(text)
-    if not args.quick:
-        write_section(SECTION, text)
+    publish(SECTION, run(args.quick), args.quick)
 
 
 if __name__ == "__main__":

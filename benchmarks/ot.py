@@ -40,7 +40,7 @@ import time
 
 import numpy as np
 
-from _results import write_section
+from _results import publish
 from lutece.data import mean_squared_distance, ot_benchmark_clouds
 
 # This file is named like POT's package: keep its folder off the path so that ``import ot``
@@ -412,11 +412,7 @@ def main() -> None:
         name, *worker_args = json.loads(args.worker)
         print(json.dumps(WORKERS[name](*worker_args)))
         return
-    text = run(args.quick)
-    print(text)
-    if not args.quick:
-        write_section(SECTION, text)
-        print("written to benchmarks/RESULTS.md", file=sys.stderr)
+    publish(SECTION, run(args.quick), args.quick)
 
 
 if __name__ == "__main__":

@@ -25,7 +25,7 @@ import sys
 
 import numpy as np
 
-from _results import write_section
+from _results import publish
 
 SECTION = "## Perturbed shortest paths (lutece.perturbed)"
 BATCH = 32
@@ -168,10 +168,7 @@ def main() -> None:
         result = _time_cell(*rest) if task == "time" else _peak_memory(*rest)
         print(json.dumps(result))
         return
-    text = run(args.quick)
-    print(text)
-    if not args.quick:
-        write_section(SECTION, text)
+    publish(SECTION, run(args.quick), args.quick)
 
 
 if __name__ == "__main__":

@@ -23,7 +23,7 @@ import statistics
 import subprocess
 import sys
 
-from _results import RESULTS, write_section
+from _results import publish
 
 SIZES = [10, 100, 1000, 10_000, 100_000]
 BATCHES = [1, 128]
@@ -168,11 +168,7 @@ def main() -> None:
         sizes, batches, dtypes, min_run_time = json.loads(args.worker)
         print(json.dumps(worker(sizes, batches, dtypes, min_run_time)))
         return
-    text = run(args.quick)
-    print(text)
-    if not args.quick:
-        write_section(SECTION, text)
-        print(f"written to {RESULTS}", file=sys.stderr)
+    publish(SECTION, run(args.quick), args.quick)
 
 
 if __name__ == "__main__":
