@@ -5,6 +5,12 @@ The model (:mod:`.model`: priors, a test with pool-size-dependent sensitivity an
 specificity, the lab's constraints, the campaign so far) is kept apart from inference
 (:mod:`.inference`: exhaustive, SMC, loopy BP) and from design (:mod:`.selectors`: which
 pools to run next).
+
+Where the anchor (google-research/group_testing) has known defects we do what it meant:
+the Gibbs kernel's Liu flag is honoured (``SMCOptions.liu``), simulations keep every pool
+and result (the anchor's exported results were always NaN), informative Dorfman is usable
+as a policy, loopy BP reports non-convergence instead of returning NaN marginals, and there
+is no counterpart of its broken ``RandomDisjoint``.
 """
 
 from .inference import (
