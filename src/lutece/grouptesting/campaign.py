@@ -99,7 +99,7 @@ class Campaign:
             raise CampaignError(f"{self.path}: not a campaign folder (no {DATABASE}); create "
                                 "one with `lutece grouptest init`")
         self.database = database
-        with self._connect() as connection:
+        with contextlib.closing(self._connect()) as connection:
             version = int(self._meta(connection, "schema_version"))
         if version != SCHEMA_VERSION:
             raise CampaignError(f"{self.path}: schema version {version}, this lutece reads "

@@ -38,7 +38,6 @@ class DenseKernel:
     def __init__(self, geom: Geometry, eps: torch.Tensor) -> None:
         self.geom, self.eps = geom, eps
         self.matrix: torch.Tensor | None = None
-        self.rebuilds = 0
 
     def _buffer(self) -> torch.Tensor:
         if self.matrix is None:
@@ -59,7 +58,6 @@ class DenseKernel:
                                                  out=self._buffer())
         largest = log_kernel.amax(dim=1 if axis == 0 else 2, keepdim=True)
         stable_exp(log_kernel.sub_(largest), inplace=True)
-        self.rebuilds += 1
         return -self.eps[:, None] * largest.squeeze(1 if axis == 0 else 2)
 
     def build_plain(self) -> None:
@@ -87,7 +85,6 @@ class LazyKernel:
         self.geom, self.eps = geom, eps
         self.f_ref: torch.Tensor | None = None
         self.g_ref: torch.Tensor | None = None
-        self.rebuilds = 0
 
     def build(self, reference: torch.Tensor, axis: int) -> torch.Tensor:
         """As :meth:`DenseKernel.build`, with the soft c-transform (every product at the
@@ -96,7 +93,6 @@ class LazyKernel:
         finite = torch.where(torch.isfinite(reference), reference, 0.0)
         # zero-weight coordinates keep a zero scaling, so their reference does not matter
         self.f_ref, self.g_ref = (finite, transform) if axis == 0 else (transform, finite)
-        self.rebuilds += 1
         return transform
 
     def build_plain(self) -> None:
