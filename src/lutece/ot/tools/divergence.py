@@ -36,10 +36,12 @@ def _symmetric_potential(geom: PointCloud, weights: torch.Tensor, threshold: flo
     with torch.no_grad():
         detached = geom._with_tensors(tuple(t.detach() for t in geom._tensors()))
         f = torch.zeros_like(weights)
+        soft_min = detached.lse(f, 1, eps)
         for _ in range(max_iterations):
-            transform = e * log_weights - detached.lse(f, 1, eps)
-            f = torch.where(weights > 0, 0.5 * (f + transform), -math.inf)
-            marginal = torch.exp((f + detached.lse(f, 1, eps)) / e)
+            f = torch.where(weights > 0, 0.5 * (f + e * log_weights - soft_min), -math.inf)
+            # one reduction serves this iteration's error and the next update
+            soft_min = detached.lse(f, 1, eps)
+            marginal = torch.exp((f + soft_min) / e)
             error = (marginal - weights).abs().sum(-1).max()
             if float(error) < threshold:
                 break
