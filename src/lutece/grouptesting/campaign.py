@@ -199,7 +199,7 @@ class Campaign:
         return config, labels, prior, pool_rows, members, results
 
     def _engine(self, config, prior, pool_rows, members, results):
-        """The in-memory engine with every recorded result, cycle by cycle."""
+        """The in-memory engine with every recorded result, cycle by cycle (not decoded)."""
         test_model = TestModel(config["sensitivity"], config["specificity"])
         constraints = Constraints(config["max_pool_size"], config["pools_per_cycle"], None,
                                   config["max_pools_per_individual"])
@@ -214,9 +214,6 @@ class Campaign:
             for row, name in enumerate(names):
                 design[row, members[name]] = True
             engine.state.add_results(design, np.array([bool(results[n]) for n in names]))
-        if done:
-            _, decoder = policy.step(max(cycle for _, cycle in done))
-            engine.marginals = engine._decode(decoder)
         return engine
 
     # ------------------------------------------------------------------ commands
@@ -273,6 +270,8 @@ class Campaign:
             results.update({pool: int(positive) for _, pool, positive in rows})
             engine = self._engine(config, prior, pool_rows, members, results)
             cycle = max(c for pool, c in pool_rows if pool in results)
+            # decoded here only: proposing the next pools needs the posterior, not marginals
+            engine.marginals = engine._decode(engine.policy.step(cycle)[1])
             connection.execute("DELETE FROM marginals WHERE cycle = ?", (cycle,))
             connection.executemany("INSERT INTO marginals VALUES (?, ?, ?)",
                                    [(cycle, person, float(p))
