@@ -7,33 +7,35 @@ every hop samples. Three facts make most of that work unnecessary:
 
 1. The filter's output occupies a narrow band: y_n = x * phi_n has spectrum X(w) G(w + eta_n)
    (the stage is a cross-correlation, so the band sits at -eta_n), G(w) = exp(-sigma^2 w^2 / 2)
-   negligible beyond |w| > pi / D for D <= 0.35 sigma (below exp(-40)). So with one FFT of
-   the clip, the M = N / D bins of that band times G, and an M-point inverse FFT, y_n is
-   exact on every D-th sample (the band's offset frequency is a phase the modulus drops).
-2. |y_n|^2 is then smooth at the scale of D: the pooling sum over every sample is replaced by
-   the pooling of its cubic (Keys) interpolant, weights W_j = sum_t w(t) k((t - j D) / D),
-   computed from the current pooling window (so its gradient is exact too). Exact for
-   quadratic energy profiles whatever the window edges; frames whose window crosses the clip
-   edge get their own weights (the exact stage counts samples outside the clip as zero).
-   A narrow pooling window does not average the interpolation error out, so D is also kept
-   below 0.15 x the pooling window's standard deviation.
+   negligible beyond |w| > pi / D for D <= sigma / 2 (exp(-19.7)). So with one FFT of the
+   clip, the M = N / D bins of that band times G, and an M-point inverse FFT, y_n is exact on
+   every D-th sample (the band's offset frequency is a phase the modulus drops).
+2. |y_n|^2 is band-limited too (spectrum within exp(-sigma^2 w^2 / 4)), so the pooling sum
+   over every sample equals the pooling of its band-limited interpolant from the D-spaced
+   samples: weights W_j = sum_t w(t) k((t - j D) / D) with a Kaiser-windowed sinc k,
+   computed from the current pooling window (so its gradient is exact too). Frames whose
+   window crosses the clip edge get their own weights (the exact stage counts samples
+   outside the clip as zero). A narrow pooling window does not average the interpolation
+   error out, so D is also kept below a quarter of the window's standard deviation.
 3. Only the lowest filters are cut by the 401-tap window (at +-2.1 sigma for the lowest one
    at LEAF's initialization). A cut filter, edge value e relative to its peak, has spectral
-   sidelobes ~ 2 e / (K |w - eta|) that decimation would drop, so when e > 1e-3 the band
+   sidelobes ~ 2 e / (K |w - eta|) that decimation would drop, so when e > 1e-4 the band
    uses the exact spectrum of the truncated filter and D <= 0.02 / e (D = 1 for the lowest
    filter, 2 for the next six at initialization).
 
 Tolerance (tested on noise, tones, chirps, harmonic sounds and click trains, clips of any
-length, at initialization and after the parameters move): the energies LEAF compresses,
-max(E, 1e-5), are within 1% of the exact stage's (0.5% except on isolated clicks, whose
-energy bumps are the least smooth input), far below what log or PCEN compression and a
-classifier can see. Bands that share D share one batched inverse FFT.
+length and level, at initialization and after the parameters move): the energies LEAF
+compresses, max(E, 1e-5), are within 0.5% of the exact stage's (0.25% measured), far below
+what log or PCEN compression and a classifier can see. Bands that share D share one batched
+inverse FFT.
 """
 
 from __future__ import annotations
 
+import functools
 import math
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -43,11 +45,13 @@ from .gabor import gabor_impulse_responses
 
 __all__ = ["decimated_filter_and_pool", "decimation_plan"]
 
-_GABOR_RATIO = 0.35  # D <= _GABOR_RATIO * sigma
-_POOL_RATIO = 0.15  # D <= _POOL_RATIO * pooling window std (samples)
-_EDGE_LIMIT = 1e-3  # a filter larger than this (relative to its peak) at the window edge is cut
+_GABOR_RATIO = 0.5  # D <= _GABOR_RATIO * sigma
+_POOL_RATIO = 0.25  # D <= _POOL_RATIO * pooling window std (samples)
+_EDGE_LIMIT = 1e-4  # a filter larger than this (relative to its peak) at the window edge is cut
 _LEAK_BUDGET = 0.02
-_KERNEL_REACH = 2  # the cubic kernel spans +-2 grid steps
+_KERNEL_LOBES = 6  # the interpolation kernel spans +-6 grid steps
+_KAISER_BETA = 8.0
+_I0_BETA = float(np.i0(_KAISER_BETA))
 
 
 def decimation_plan(sigma: torch.Tensor, pool_std: torch.Tensor, hop: int, kernel_size: int
@@ -75,13 +79,21 @@ def decimation_plan(sigma: torch.Tensor, pool_std: torch.Tensor, hop: int, kerne
     return [(step, cut, torch.tensor(bands)) for (step, cut), bands in sorted(plan.items())]
 
 
-def _cubic_weights(offsets: torch.Tensor, grid: torch.Tensor, step: int) -> torch.Tensor:
-    """(len(offsets), len(grid)) Keys cubic interpolation weights k((t - g) / step), a = -1/2."""
-    u = (offsets[:, None] - grid[None, :]).abs() * (1.0 / step)
-    u2 = u * u
-    near = 1.5 * u2 * u - 2.5 * u2 + 1.0
-    far = -0.5 * u2 * u + 2.5 * u2 - 4.0 * u + 2.0
-    return torch.where(u <= 1, near, torch.where(u < 2, far, torch.zeros_like(u)))
+@functools.lru_cache(maxsize=64)
+def _interpolation_weights(before: int, after: int, step: int, lobes_low: int, lobes_high: int
+                           ) -> torch.Tensor:
+    """(before + after + 1, lobes_low + lobes_high + 1) float64 weights k((t - j D) / D) / D^2
+    for taps t = -before..after and grid offsets j = -lobes_low..lobes_high: a sinc times a
+    Kaiser window (beta = 8) over |u| < 6 (Kaiser, 1974; J. O. Smith's band-limited
+    interpolation), flat to ~1e-4 across the band |w| < pi / (2 D) where the decimated
+    energies live; the 1 / D^2 is the energy scale of the step-D inverse FFT. Cached: it
+    depends on the geometry only."""
+    taps = torch.arange(-before, after + 1, dtype=torch.float64)
+    grid = torch.arange(-lobes_low, lobes_high + 1, dtype=torch.float64) * step
+    u = (taps[:, None] - grid[None, :]).abs() / step
+    taper = torch.special.i0(_KAISER_BETA * (1 - (u / _KERNEL_LOBES) ** 2).clamp(min=0).sqrt())
+    kernel = torch.sinc(u) * taper / _I0_BETA
+    return torch.where(u < _KERNEL_LOBES, kernel, torch.zeros_like(u)) / step**2
 
 
 def decimated_filter_and_pool(x: torch.Tensor, eta: torch.Tensor, sigma: torch.Tensor,
@@ -102,15 +114,22 @@ def decimated_filter_and_pool(x: torch.Tensor, eta: torch.Tensor, sigma: torch.T
     frames = num_frames(length, hop)
     before, after = (pool_taps - 1) // 2, pool_taps // 2
     plan = decimation_plan(sigma, pool_std, hop, kernel_size)
-    reach = max(d for d, _, _ in plan) * _KERNEL_REACH
+    largest_step = max(d for d, _, _ in plan)
     # The clip sits at buffer index `lead`, chosen so that frame i's center lands on
-    # hop * (i + hops_ahead + 1), a multiple of every D; N is a multiple of hop, long enough
-    # that circular convolution equals the linear one wherever the frames look.
-    hops_ahead = -(-(before + reach + kernel_size) // hop)
-    lead = hops_ahead * hop + hop - hop // 2
-    needed = lead + length + after + reach + kernel_size
+    # hop * (i + hops_ahead + 1), a multiple of every D, with room before the first frame
+    # for its window and the interpolation kernel. N, a multiple of hop, leaves room after
+    # the clip for the filters' reach (the cut ones reach K // 2 samples, the others are
+    # below 1e-4 of their peak at 4.3 sigma <= K // 2), so that the circular convolution
+    # equals the linear one wherever the frames look.
+    reach = before + _KERNEL_LOBES * largest_step
+    hops_ahead = max(0, -(-reach // hop) - 1)
+    lead = (hops_ahead + 1) * hop - hop // 2
+    needed = lead + length + after + _KERNEL_LOBES * largest_step + kernel_size // 2 + 1
     n_fft = hop * _fast_length(-(-needed // hop))
     spectrum = torch.fft.fft(nn.functional.pad(x, (lead, n_fft - lead - length)))
+    # each band's bins are a contiguous (circular) run: read them as rows of a strided view
+    largest_bins = max(n_fft // d for d, _, _ in plan)
+    extended = torch.cat([spectrum, spectrum[:, : largest_bins]], dim=-1)
     centers = torch.arange(frames) * hop + hop // 2
     edge_frames = torch.nonzero((centers - before < 0) | (centers + after >= length)).flatten()
     taps = torch.arange(-before, after + 1, dtype=x.dtype, device=x.device)
@@ -126,8 +145,7 @@ def decimated_filter_and_pool(x: torch.Tensor, eta: torch.Tensor, sigma: torch.T
         bins = n_fft // step
         # the `bins` bins around -eta: k = round(-eta N / 2 pi) - bins / 2 + m (all at D = 1)
         first = torch.round(-eta[bands].detach() * n_fft / (2.0 * math.pi)).long() - bins // 2
-        if step == 1:
-            first = torch.zeros_like(first)
+        first = torch.zeros_like(first) if step == 1 else first % n_fft
         index = (first[:, None] + torch.arange(bins, device=x.device)) % n_fft
         if cut:
             # the exact spectrum of the truncated filters, sum_t h(t) e^{i w t}
@@ -138,37 +156,40 @@ def decimated_filter_and_pool(x: torch.Tensor, eta: torch.Tensor, sigma: torch.T
             gain = torch.fft.ifft(placed) * n_fft
             gain = gain if step == 1 else torch.gather(gain, 1, index)
         else:
-            # the Gaussian G(w + eta) of the filter (cut by < 1e-3 of its peak)
+            # the Gaussian G(w + eta) of the filter (cut by < 1e-4 of its peak)
             offset = torch.remainder(frequencies[index] + eta[bands, None] + math.pi,
                                      2.0 * math.pi) - math.pi
             gain = torch.exp(-0.5 * (sigma[bands, None] * offset) ** 2)
-        band_spectrum = spectrum.unsqueeze(1) if step == 1 else spectrum[:, index]
+        band_spectrum = (spectrum.unsqueeze(1) if step == 1
+                         else extended.unfold(-1, bins, 1)[:, first])
         # y on the grid u = p * step (complex baseband up to a phase) is ifft(.) / step;
         # the 1 / step^2 of the energy goes into the pooling weights
-        energy = torch.view_as_real(torch.fft.ifft(band_spectrum * gain)).square().sum(-1)
-        out.append(_pool_grid(energy, windows[bands], taps, step, hop, hops_ahead, frames,
-                              edge_frames, inside))
+        grid_response = torch.fft.ifft(band_spectrum * gain)
+        out.append(_pool_grid(grid_response, windows[bands], taps, step, hop, hops_ahead,
+                              frames, edge_frames, inside))
         order.append(bands)
     pooled = torch.cat(out, dim=1)
     inverse = torch.argsort(torch.cat(order))
     return pooled[:, inverse]
 
 
-def _pool_grid(energy: torch.Tensor, window: torch.Tensor, taps: torch.Tensor, step: int,
+def _pool_grid(response: torch.Tensor, window: torch.Tensor, taps: torch.Tensor, step: int,
                hop: int, hops_ahead: int, frames: int, edge_frames: torch.Tensor,
                inside: torch.Tensor | None) -> torch.Tensor:
-    """Pool energies sampled every ``step`` samples (frame i's center at grid index
-    (hop / step) (i + hops_ahead + 1)) with the windows applied to their cubic interpolant:
-    ``(batch, bands, grid)`` -> ``(batch, bands, frames)``."""
+    """Pool the energies |response|^2 of filter outputs sampled every ``step`` samples
+    (frame i's center at grid index (hop / step) (i + hops_ahead + 1)) with the windows
+    applied to their band-limited interpolant: complex ``(batch, bands, grid)`` ->
+    ``(batch, bands, frames)``."""
     before, after = -int(taps[0]), int(taps[-1])
-    j_low = -(-before // step) + _KERNEL_REACH - 1
-    j_high = -(-after // step) + _KERNEL_REACH - 1
-    grid = torch.arange(-j_low, j_high + 1, dtype=energy.dtype, device=energy.device) * step
-    interpolation = _cubic_weights(taps, grid, step) / step**2  # (K_pool, grid taps)
+    j_low = -(-before // step) + _KERNEL_LOBES - 1
+    j_high = -(-after // step) + _KERNEL_LOBES - 1
     ratio = hop // step
     start = ratio * (hops_ahead + 1) - j_low
     span = (frames - 1) * ratio + j_low + j_high + 1
-    segment = energy[..., start: start + span]
+    kept = response[..., start: start + span]
+    segment = kept.real.square() + kept.imag.square()
+    interpolation = _interpolation_weights(before, after, step, j_low, j_high).to(
+        segment.device, segment.dtype)  # (K_pool, grid taps)
     interior = window @ interpolation  # (bands, grid taps)
     pooled = nn.functional.conv1d(segment, interior.unsqueeze(1), stride=ratio,
                                   groups=window.shape[0])
@@ -176,6 +197,6 @@ def _pool_grid(energy: torch.Tensor, window: torch.Tensor, taps: torch.Tensor, s
         return pooled
     edge_weights = torch.einsum("nt,ft,tj->nfj", window, inside, interpolation)
     edge_energy = segment.unfold(-1, j_low + j_high + 1, ratio)[:, :, edge_frames.to(
-        energy.device)]
+        segment.device)]
     edge_pooled = torch.einsum("bnfj,nfj->bnf", edge_energy, edge_weights)
-    return pooled.index_copy(-1, edge_frames.to(energy.device), edge_pooled)
+    return pooled.index_copy(-1, edge_frames.to(segment.device), edge_pooled)

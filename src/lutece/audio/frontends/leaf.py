@@ -77,8 +77,8 @@ class Leaf(nn.Module):
         mean_var_norm: per-channel mean/variance normalization over time with a learnable
             affine map (``InstanceNorm1d``; off in the reference defaults).
         mode: ``"fast"`` (default) evaluates each band's energy at a reduced rate by FFT
-            (see :mod:`._decimated`: the floored energies max(E, 1e-5) within 1% of the
-            exact stage, 0.5% except on isolated clicks); ``"exact"`` runs the reference
+            (see :mod:`._decimated`: the floored energies max(E, 1e-5) within 0.5% of the
+            exact stage's); ``"exact"`` runs the reference
             computation, a 401-tap convolution at every sample.
 
     Frames: ``ceil(T / hop)``, frame i centered on sample hop * i + hop // 2, the same
