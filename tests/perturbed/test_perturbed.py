@@ -217,6 +217,9 @@ def test_input_and_solver_errors():
     wrong = perturbed(lambda s: s.sum(dim=(0, -1)), num_samples=4)
     with pytest.raises(ValueError, match="perturbed: the solver returned shape"):
         wrong(torch.randn(2, 3))
+    chunked_wrong = perturbed(lambda s: s[:1], num_samples=5, chunk_size=2)
+    with pytest.raises(ValueError, match="for a chunk of 2 samples; expected \\(2, 3\\)"):
+        chunked_wrong(torch.randn(3))
     not_tensor = perturbed(lambda s: s.tolist(), num_samples=2)
     with pytest.raises(TypeError, match="the solver must return a tensor"):
         not_tensor(torch.randn(3))

@@ -12,6 +12,9 @@ from scipy.sparse import lil_matrix
 from scipy.sparse.csgraph import shortest_path
 from scipy.stats import rankdata
 
+from lutece.perturbed import solvers
+from lutece.perturbed._dijkstra import grid_shortest_paths
+from lutece.perturbed._sweeping import sweep_shortest_paths
 from lutece.perturbed.solvers import (
     argmax_one_hot,
     assignment,
@@ -78,6 +81,66 @@ def test_shortest_path_negative_costs():
     np.testing.assert_allclose(
         (costs.clamp_min(0) * clamped).sum().item(),
         _grid_reference_cost(costs.clamp_min(0).numpy()), rtol=1e-6, atol=1e-9)
+
+
+def _random_grids(kind: str, shape, rng) -> np.ndarray:
+    if kind == "uniform":
+        return rng.uniform(0.1, 10.0, size=shape)
+    if kind == "half_zero":  # plateaus of zero-cost cells: the path walk must not cycle
+        return rng.uniform(0.0, 1.0, size=shape) * (rng.random(shape) < 0.5)
+    if kind == "clamped_noise":  # what perturbed(shortest_path_grid) solves
+        return np.clip(rng.random(shape) + 0.1 + 0.5 * rng.standard_normal(shape), 0, None)
+    if kind == "all_zero":
+        return np.zeros(shape)
+    return rng.integers(0, 3, size=shape).astype(float)  # many equally short paths
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("kind", ["uniform", "half_zero", "clamped_noise", "all_zero", "ties"])
+def test_sweeps_match_dijkstra_in_the_same_dtype(kind, dtype):
+    """The vectorized sweeps (lanes of grids at once) against the heap Dijkstra: equal
+    optimal costs in the costs' own arithmetic, connected paths, on every grid shape."""
+    rng = np.random.default_rng(len(kind))
+    for shape in [(1, 1), (1, 6), (6, 1), (2, 2), (9, 9), (7, 13), (30, 30)]:
+        costs = _random_grids(kind, (37, *shape), rng).astype(dtype)
+        swept, dijkstra = np.empty_like(costs), np.empty_like(costs)
+        assert not sweep_shortest_paths(costs, swept, 16, 10_000).any()
+        grid_shortest_paths(costs, dijkstra)
+        for grid, mask, reference in zip(costs.astype(np.float64), swept, dijkstra):
+            assert _is_connected_path(mask)
+            assert (grid * mask).sum() == pytest.approx((grid * reference).sum(),
+                                                        rel=1e-6, abs=1e-9)
+
+
+def _serpentine(height: int, width: int) -> np.ndarray:
+    """Walls (cost 1000) across every other row with one gap, alternating sides: the only
+    cheap path winds back and forth, the worst case for sweeps."""
+    costs = np.ones((height, width))
+    for wall, row in enumerate(range(1, height - 1, 2)):
+        costs[row, :] = 1000.0
+        costs[row, width - 1 if wall % 2 == 0 else 0] = 1.0
+    return costs
+
+
+def test_maze_falls_back_to_dijkstra(monkeypatch):
+    costs = _serpentine(21, 15)
+    expected = _grid_reference_cost(costs)
+    paths = np.empty((1, *costs.shape))
+    assert sweep_shortest_paths(costs[None], paths, 4, 3).all()  # 3 sweeps cannot settle it
+    for max_sweeps in (3, 10_000):  # Dijkstra fallback, then sweeps alone
+        monkeypatch.setattr(solvers, "_MAX_SWEEPS", max_sweeps)
+        mask = shortest_path_grid(torch.tensor(np.stack([costs, costs + 1]))).numpy()
+        assert all(_is_connected_path(grid_mask) for grid_mask in mask)
+        assert (costs * mask[0]).sum() == pytest.approx(expected, rel=1e-12)
+        assert (costs + 1)[mask[1] > 0].sum() == pytest.approx(
+            _grid_reference_cost(costs + 1), rel=1e-12)
+
+
+def test_shortest_path_clamps_inside_the_kernel():
+    costs = torch.randn(3, 8, 8, dtype=torch.float64)
+    clamped = shortest_path_grid(costs, clamp_negative=True)
+    for grid, mask in zip(costs.clamp_min(0).numpy(), clamped.numpy()):
+        assert (grid * mask).sum() == pytest.approx(_grid_reference_cost(grid), abs=1e-9)
 
 
 @pytest.mark.parametrize("n", [1, 2, 4, 6])

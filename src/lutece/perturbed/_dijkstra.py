@@ -1,4 +1,6 @@
-"""Batched Dijkstra on grids of cell costs (numba), for ``shortest_path_grid``.
+"""Batched Dijkstra on grids of cell costs (numba): ``shortest_path_grid``'s fallback for
+grids that the vectorized sweeps (``_sweeping.py``) do not settle quickly, and their oracle
+in the tests.
 
 A path goes from cell (0, 0) to cell (H-1, W-1) moving to any of the 8 neighbours; its cost
 is the sum of the costs of the cells it visits, both ends included (the Warcraft
@@ -68,7 +70,8 @@ def _pop(keys, nodes, position, size):
 
 @njit(cache=True)
 def grid_shortest_paths(costs, paths):
-    """costs: (B, H, W) float64 >= 0; fills paths (B, H, W) with the 0/1 optimal path."""
+    """costs: (B, H, W) float32/float64 >= 0 (distances accumulate in that dtype); fills
+    paths (B, H, W) with the 0/1 optimal path."""
     batch, height, width = costs.shape
     padded_width = width + 2
     num_padded = (height + 2) * padded_width
@@ -79,11 +82,11 @@ def grid_shortest_paths(costs, paths):
         for c in range(width):
             walls[(r + 1) * padded_width + c + 1] = _UNSEEN
     state = np.empty(num_padded, dtype=np.int8)
-    cell_cost = np.zeros(num_padded, dtype=np.float64)
-    distance = np.empty(num_padded, dtype=np.float64)
+    cell_cost = np.zeros(num_padded, dtype=costs.dtype)
+    distance = np.empty(num_padded, dtype=costs.dtype)
     previous = np.empty(num_padded, dtype=np.int64)
     position = np.empty(num_padded, dtype=np.int64)
-    heap_keys = np.empty(height * width, dtype=np.float64)
+    heap_keys = np.empty(height * width, dtype=costs.dtype)
     heap_nodes = np.empty(height * width, dtype=np.int64)
     start = padded_width + 1
     target = height * padded_width + width

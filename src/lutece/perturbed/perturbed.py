@@ -88,17 +88,27 @@ class Perturbation:
         z = sample_noise(self.noise, (self.num_samples, *theta.shape), dtype=theta.dtype,
                          device=theta.device, generator=self.generator)
         chunk = self.num_samples if self.chunk_size is None else self.chunk_size
-        solutions = []
+        y = None
         with torch.no_grad():
             for start in range(0, self.num_samples, chunk):
-                solution = self.solver(theta.detach()
-                                       + (self.sign * self.sigma) * z[start:start + chunk])
+                stop = min(start + chunk, self.num_samples)
+                solution = self.solver(torch.add(theta.detach(), z[start:stop],
+                                                 alpha=self.sign * self.sigma))
                 if not isinstance(solution, torch.Tensor):
                     raise TypeError(f"{self.caller}: the solver must return a tensor, got "
                                     f"{type(solution).__name__}")
-                solutions.append(solution)
-        y = torch.cat(solutions) if len(solutions) > 1 else solutions[0]
-        return y.to(theta.dtype), z
+                if chunk >= self.num_samples:
+                    return solution.to(theta.dtype), z
+                if y is None:  # filled chunk by chunk: no second copy as torch.cat would make
+                    y = solution.new_empty((self.num_samples, *solution.shape[1:]),
+                                           dtype=theta.dtype)
+                if solution.shape[1:] != y.shape[1:] or solution.shape[0] != stop - start:
+                    raise ValueError(
+                        f"{self.caller}: the solver returned shape {tuple(solution.shape)} "
+                        f"for a chunk of {stop - start} samples; expected "
+                        f"({stop - start}, {', '.join(map(str, y.shape[1:]))})")
+                y[start:stop] = solution
+        return y, z
 
     def check_solution_shape(self, y: torch.Tensor, expected_leading: tuple[int, ...],
                              what: str) -> None:
@@ -141,8 +151,10 @@ class _PerturbedFunction(torch.autograd.Function):
         # <y_n, g> over the decision dimensions: (num_samples, *batch)
         decision_dims = tuple(range(1 + ctx.batch_ndim, centered.ndim))
         inner = (centered * grad_output.unsqueeze(0)).sum(dim=decision_dims)
-        inner = inner.reshape(inner.shape + (1,) * (score.ndim - inner.ndim))
-        return (inner * score).sum(dim=0) * ctx.scale, None
+        # sum_n inner_n * score_n as one contraction (no num_samples x |theta| temporary)
+        flat_score = score.reshape(score.shape[0], inner[0].numel(), -1)
+        grad = torch.einsum("nb,nbd->bd", inner.reshape(inner.shape[0], -1), flat_score)
+        return grad.reshape(score.shape[1:]) * ctx.scale, None
 
 
 class PerturbedOptimizer:
