@@ -45,6 +45,8 @@ bench: bench-setup
 	$(BIN)/python benchmarks/sorting.py
 	$(BIN)/python benchmarks/perturbed.py
 	$(BIN)/python benchmarks/ot.py
+	$(BIN)/python benchmarks/grouptesting.py
+	$(BIN)/python benchmarks/audio_frontends.py
 
 clean:
 	rm -rf $(VENV) runs build dist .pytest_cache .ruff_cache

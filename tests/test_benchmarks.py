@@ -40,3 +40,12 @@ def test_grouptesting_benchmark_quick_grid():
     out = completed.stdout
     assert "s per campaign" in out and "| 32 | 5000 |" in out
     assert "Statistical quality" in out
+
+
+def test_audio_frontends_benchmark_quick():
+    completed = subprocess.run([sys.executable, str(REPO / "benchmarks" / "audio_frontends.py"),
+                                "--quick", "--batch", "4"], capture_output=True, text=True,
+                               timeout=300, check=True)
+    out = completed.stdout
+    assert "| leaf | 280 |" in out and "| mel | 0 |" in out
+    assert "/ mel forward" in out and "LEAF (fast) forward is" in out
