@@ -47,6 +47,7 @@ bench: bench-setup
 	$(BIN)/python benchmarks/ot.py
 	$(BIN)/python benchmarks/grouptesting.py
 	$(BIN)/python benchmarks/audio_frontends.py
+	$(BIN)/python benchmarks/diffstride.py
 
 clean:
 	rm -rf $(VENV) runs build dist .pytest_cache .ruff_cache

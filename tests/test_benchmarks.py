@@ -49,3 +49,12 @@ def test_audio_frontends_benchmark_quick():
     out = completed.stdout
     assert "| leaf | 280 |" in out and "| mel | 0 |" in out
     assert "/ mel forward" in out and "LEAF (fast) forward is" in out
+
+
+def test_diffstride_benchmark_quick():
+    completed = subprocess.run([sys.executable, str(REPO / "benchmarks" / "diffstride.py"),
+                                "--quick"], capture_output=True, text=True, timeout=300,
+                               check=True)
+    out = completed.stdout
+    assert "| strided_conv |" in out and "| diffstride |" in out and "FFT share" in out
+    assert "x strided convolutions'" in out
