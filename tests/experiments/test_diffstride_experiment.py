@@ -11,14 +11,15 @@ def test_poor_stride_configs_are_distinct_seeded_and_aggressive():
     configs = poor_stride_configs(5, seed=3)
     assert configs == poor_stride_configs(5, seed=3) and len(set(configs)) == 5
     for stem, stage1, *rest in configs:
-        assert stage1 == 1 and {stem, *rest} <= {1, 2, 3}
-        assert stem * rest[0] * rest[1] * rest[2] >= 18
+        assert stem == 1 and stage1 == 1 and set(rest) <= {1, 2, 3}
+        assert rest[0] * rest[1] * rest[2] >= 12
 
 
 def test_diffstride_experiment_at_toy_size():
-    config = {"datasets": ("digits", "words"), "poor_configs": 1, "seeds": [0], "steps": 2,
-              "batch": 8, "width": 4, "smoothness": 2.0, "lambdas": (0.0, 1.0),
-              "lambda_dataset": "digits", "shape_images": 16, "word_clips": 20}
+    config = {"datasets": ("shapes", "words"), "poor_configs": 1, "seeds": [0], "steps": 2,
+              "batch": 8, "width": 4, "smoothness": 2.0, "stride_lr": 0.01,
+              "lambdas": (0.0, 1.0), "lambda_dataset": "shapes", "shape_images": 40,
+              "word_clips": 20}
     result = run_with(config, quick=True, seed=0)
     assert result.claim_shown is None and "too small" in result.notes
     assert set(result.figures) == {"diffstride_robustness", "diffstride_tradeoff"}
