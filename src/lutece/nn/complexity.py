@@ -25,15 +25,11 @@ __all__ = ["complexity_regularizer", "learned_strides", "count_conv_macs"]
 
 
 def _stride_product(layer: nn.Module, like: torch.Tensor) -> torch.Tensor:
-    stride = getattr(layer, "stride", None)
-    pool = getattr(layer, "pool", None)
-    if isinstance(pool, DiffStride1d):
-        stride = pool.stride
-    if isinstance(stride, torch.Tensor):
-        product = stride.prod() if stride.numel() > 1 else stride[0]
-        # a shared stride (one value) counts once per spatial axis
-        dims = getattr(pool if isinstance(pool, DiffStride1d) else layer, "dims", 1)
-        return product ** (dims if stride.numel() == 1 else 1)
+    """prod over axes of a downsampling layer's strides: differentiable for DiffStride
+    (found as the layer or its ``pool``), a constant for anything else with ``strides``."""
+    for candidate in (layer, getattr(layer, "pool", None)):
+        if isinstance(candidate, DiffStride1d):
+            return candidate.stride.prod()
     value = 1.0
     for s in layer.strides:
         value *= float(s)

@@ -70,11 +70,6 @@ class _Downsample(nn.Module):
     def strides(self) -> tuple[float, ...]:
         return self.pool.strides if self.kind == "diffstride" else self.pool.stride
 
-    def stride_tensor(self) -> torch.Tensor:
-        if self.kind == "diffstride":
-            return self.pool.stride
-        return torch.tensor(self.pool.stride)
-
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x if self.identity else self.pool(x)
 
