@@ -7,54 +7,45 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 
 
-def test_sorting_benchmark_quick_grid():
-    completed = subprocess.run([sys.executable, str(REPO / "benchmarks" / "sorting.py"),
-                                "--quick"], capture_output=True, text=True, timeout=300,
+def _quick_output(script: str, *arguments: str) -> str:
+    """stdout of ``benchmarks/<script> --quick [arguments]`` (which must exit 0)."""
+    completed = subprocess.run([sys.executable, str(REPO / "benchmarks" / script), "--quick",
+                                *arguments], capture_output=True, text=True, timeout=300,
                                check=True)
-    out = completed.stdout
+    return completed.stdout
+
+
+def test_sorting_benchmark_quick_grid():
+    out = _quick_output("sorting.py")
     assert "| dtype | batch | n | lutece (us) |" in out
     assert "pairwise / lutece" in out and "Fitted exponents" in out
 
 
 def test_perturbed_benchmark_quick_grid():
-    completed = subprocess.run([sys.executable, str(REPO / "benchmarks" / "perturbed.py"),
-                                "--quick"], capture_output=True, text=True, timeout=300,
-                               check=True)
-    assert "| 12x12 | 32 | 10 |" in completed.stdout
-    assert "peak RSS increase" in completed.stdout
+    out = _quick_output("perturbed.py")
+    assert "| 12x12 | 32 | 10 |" in out
+    assert "peak RSS increase" in out
 
 
 def test_ot_benchmark_quick_grid():
-    completed = subprocess.run([sys.executable, str(REPO / "benchmarks" / "ot.py"),
-                                "--quick"], capture_output=True, text=True, timeout=300,
-                               check=True)
-    out = completed.stdout
+    out = _quick_output("ot.py")
     assert "| 1000 | 2 |" in out and "pot_kernel / lutece" in out
     assert "| 2 | lutece |" in out and "| lutece | implicit |" in out
 
 
 def test_grouptesting_benchmark_quick_grid():
-    completed = subprocess.run([sys.executable, str(REPO / "benchmarks" / "grouptesting.py"),
-                                "--quick"], capture_output=True, text=True, timeout=300,
-                               check=True)
-    out = completed.stdout
+    out = _quick_output("grouptesting.py")
     assert "s per campaign" in out and "| 32 | 5000 |" in out
     assert "Statistical quality" in out
 
 
 def test_audio_frontends_benchmark_quick():
-    completed = subprocess.run([sys.executable, str(REPO / "benchmarks" / "audio_frontends.py"),
-                                "--quick", "--batch", "4"], capture_output=True, text=True,
-                               timeout=300, check=True)
-    out = completed.stdout
+    out = _quick_output("audio_frontends.py", "--batch", "4")
     assert "| leaf | 280 |" in out and "| mel | 0 |" in out
     assert "/ mel forward" in out and "LEAF (fast) forward is" in out
 
 
 def test_diffstride_benchmark_quick():
-    completed = subprocess.run([sys.executable, str(REPO / "benchmarks" / "diffstride.py"),
-                                "--quick"], capture_output=True, text=True, timeout=300,
-                               check=True)
-    out = completed.stdout
+    out = _quick_output("diffstride.py")
     assert "| strided_conv |" in out and "| diffstride |" in out and "FFT share" in out
     assert "x strided convolutions'" in out
