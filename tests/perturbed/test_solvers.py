@@ -136,6 +136,16 @@ def test_maze_falls_back_to_dijkstra(monkeypatch):
             _grid_reference_cost(costs + 1), rel=1e-12)
 
 
+def test_large_grids_go_to_dijkstra_and_stay_exact():
+    rng = np.random.default_rng(5)
+    costs = rng.uniform(0.0, 1.0, size=(2, 70, 70))
+    masks = shortest_path_grid(torch.tensor(costs)).numpy()  # 70x70, batch 2: Dijkstra
+    assert not solvers._sweeps_win(2, 70 * 70) and solvers._sweeps_win(2, 64 * 64)
+    for grid, mask in zip(costs, masks):
+        assert _is_connected_path(mask)
+        assert (grid * mask).sum() == pytest.approx(_grid_reference_cost(grid), rel=1e-10)
+
+
 def test_shortest_path_clamps_inside_the_kernel():
     costs = torch.randn(3, 8, 8, dtype=torch.float64)
     clamped = shortest_path_grid(costs, clamp_negative=True)
