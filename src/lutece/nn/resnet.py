@@ -52,8 +52,8 @@ def _layers(spatial_dims: int):
 
 
 class _Downsample(nn.Module):
-    """One stage's downsampling for the pooling variants (identity at stride 1 for spectral
-    pooling; DiffStride stays learnable from any initial stride)."""
+    """One stage's downsampling for the pooling variants (spectral pooling at stride 1 passes
+    its input through; DiffStride stays learnable from any initial stride)."""
 
     def __init__(self, kind: str, stride: tuple[float, ...], spatial_dims: int,
                  smoothness: float) -> None:
@@ -64,14 +64,13 @@ class _Downsample(nn.Module):
             self.pool = diff(stride if spatial_dims == 2 else stride[0], smoothness)
         else:
             self.pool = spectral(stride if spatial_dims == 2 else stride[0])
-        self.identity = kind == "spectral" and all(s == 1.0 for s in stride)
 
     @property
     def strides(self) -> tuple[float, ...]:
         return self.pool.strides if self.kind == "diffstride" else self.pool.stride
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x if self.identity else self.pool(x)
+        return self.pool(x)
 
 
 class _PreActBlock(nn.Module):

@@ -134,13 +134,13 @@ def shortest_path_grid(costs: torch.Tensor, *, clamp_negative: bool = False) -> 
     dtype = costs.dtype if costs.dtype in (torch.float32, torch.float64) else torch.float32
     flat = costs.detach().reshape(-1, height, width).to("cpu", dtype).contiguous().numpy()
     paths = np.empty_like(flat)
-    if not _sweeps_win(flat.shape[0], height * width):
-        grid_shortest_paths(np.maximum(flat, 0), paths)
-        return torch.from_numpy(paths).reshape(costs.shape).to(costs.device, costs.dtype)
-    lane_bytes = (height + 2) * (width + 2) * flat.itemsize
-    lanes = max(4, min(_SWEEP_LANES, _SWEEP_CACHE_BYTES // lane_bytes))
-    unsettled = sweep_shortest_paths(flat, paths, lanes, _MAX_SWEEPS)  # clamps at 0
-    if unsettled.any():
+    if _sweeps_win(flat.shape[0], height * width):
+        lane_bytes = (height + 2) * (width + 2) * flat.itemsize
+        lanes = max(4, min(_SWEEP_LANES, _SWEEP_CACHE_BYTES // lane_bytes))
+        unsettled = sweep_shortest_paths(flat, paths, lanes, _MAX_SWEEPS)  # clamps at 0
+    else:
+        unsettled = np.ones(flat.shape[0], dtype=bool)
+    if unsettled.any():  # Dijkstra for what the sweeps left (or were not worth trying on)
         rest = np.maximum(flat[unsettled], 0)
         rest_paths = np.empty_like(rest)
         grid_shortest_paths(rest, rest_paths)
