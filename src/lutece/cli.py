@@ -5,6 +5,8 @@
     lutece reproduce NAME|all [--quick|--full] [--out DIR] [--seed N] [--force]
     lutece demo [--out DIR] [--force]             = reproduce all --quick --out runs/demo
     lutece grouptest init|next|record|status|export ...   a pooled-testing campaign
+    lutece diarize IN.wav [...] -o OUT_DIR [--model CKPT]  who spoke when, as RTTM
+    lutece diarization simulate|train|evaluate ...        diarization data, models, DER
 
 Each experiment's result is kept in ``DIR/NAME/`` (result.json and its figures); a later run
 with the same mode, seed and lutece version reuses finished experiments unless
@@ -58,6 +60,9 @@ def _build_parser() -> argparse.ArgumentParser:
     from .grouptesting import commands as grouptest
 
     grouptest.add_parser(commands)
+    from .audio.diarization import commands as diarization
+
+    diarization.add_parsers(commands)
     return parser
 
 
@@ -122,6 +127,12 @@ def main(argv: list[str] | None = None) -> int:
         from .grouptesting import commands as grouptest
 
         return grouptest.run(args)
+    if args.command in ("diarize", "diarization"):
+        from .audio.diarization import commands as diarization
+
+        if args.command == "diarize":
+            return diarization.run_diarize(args)
+        return diarization.run_diarization(args)
     if args.command == "list":
         from .experiments import registry
 
