@@ -40,7 +40,8 @@ from lutece.audio.synth import random_speaker, random_word, speak
 SR = 16000
 HAS_RESEMBLYZER = importlib.util.find_spec("resemblyzer") is not None
 HAS_SILERO = importlib.util.find_spec("silero_vad") is not None
-SAMPLE = Path("/tmp/pyawheel/pyannote/audio/sample")
+# unpacked by benchmarks/fetch_pyannote_sample.sh (make bench-setup); not redistributed
+SAMPLE = Path(__file__).resolve().parents[3] / ".cache" / "pyannote_sample"
 needs_weights = pytest.mark.skipif(not (HAS_RESEMBLYZER and HAS_SILERO),
                                    reason="needs resemblyzer's and silero-vad's weights")
 
