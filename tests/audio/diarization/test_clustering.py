@@ -287,8 +287,10 @@ def test_input_errors():
     diarizer = baseline_pipeline()
     with pytest.raises(ValueError, match="shorter than one embedding window"):
         diarizer(np.zeros(SR, np.float32), SR)
-    with pytest.raises(ValueError, match="shorter than one embedding window"):
+    with pytest.raises(ValueError, match="wave is empty"):
         diarizer(np.zeros(0, np.float32), SR)
+    with pytest.raises(ValueError, match="NaN or infinite"):
+        diarizer(np.full(2 * SR, np.inf, np.float32), SR)
     with pytest.raises(ValueError, match="mono"):
         diarizer(np.zeros((2, 3 * SR), np.float32), SR)
     with pytest.raises(TypeError, match="floating"):

@@ -46,6 +46,7 @@ from scipy.linalg import eigh
 from scipy.ndimage import uniform_filter1d
 from threadpoolctl import threadpool_limits
 
+from ._waves import mono_float32
 from .annotation import frames_to_annotation
 from .embeddings import DVectorEncoder, mfcc_statistics
 from .vad import energy_vad, mask_to_regions, num_frames, silero_vad
@@ -400,16 +401,7 @@ class ClusteringDiarizer:
                 or sample_rate <= 0:
             raise ValueError(f"{fn}: sample_rate must be a positive int (Hz), "
                              f"got {sample_rate!r}")
-        if isinstance(wave, torch.Tensor):
-            wave = wave.detach().cpu().numpy()
-        wave = np.asarray(wave)
-        if wave.ndim == 2 and wave.shape[0] == 1:
-            wave = wave[0]
-        if wave.ndim != 1:
-            raise ValueError(f"{fn}: wave must be mono (samples,) or (1, samples), "
-                             f"got shape {wave.shape}")
-        if not np.issubdtype(wave.dtype, np.floating):
-            raise TypeError(f"{fn}: wave must be floating point, got {wave.dtype}")
+        wave = mono_float32(fn, wave)
         duration = len(wave) / sample_rate
         if duration < self.window:
             raise ValueError(f"{fn}: the audio lasts {duration:.3f} s, shorter than one "

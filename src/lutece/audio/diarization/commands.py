@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -26,26 +27,31 @@ __all__ = ["add_parsers", "run_diarize", "run_diarization"]
 QUICK_STEPS = 600
 
 
-def _speaker_range(text: str) -> tuple[int, int]:
-    low, _, high = text.partition("-")
-    try:
-        values = (int(low), int(high or low))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected N or LOW-HIGH, got {text!r}") from None
-    if not 1 <= values[0] <= values[1]:
-        raise argparse.ArgumentTypeError(f"expected 1 <= LOW <= HIGH, got {text!r}")
-    return values
+def _range(kind: type, low_bound: float):
+    """An argparse type for ``X`` or ``LOW-HIGH`` -> ``(low, high)`` with ``low_bound <= low
+    <= high``."""
+    name = "N" if kind is int else "X"
+
+    def parse(text: str) -> tuple:
+        match = re.fullmatch(r"(-?[^-]+)(?:-(-?[^-]+))?", text.strip())
+        try:
+            if match is None:
+                raise ValueError(text)
+            low, high = match.groups()
+            values = (kind(low), kind(high or low))
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {name} or LOW-HIGH, got {text!r}") \
+                from None
+        if not low_bound <= values[0] <= values[1]:
+            raise argparse.ArgumentTypeError(f"expected {low_bound} <= LOW <= HIGH, "
+                                             f"got {text!r}")
+        return values
+
+    return parse
 
 
-def _float_range(text: str) -> tuple[float, float]:
-    low, _, high = text.partition("-")
-    try:
-        values = (float(low), float(high or low))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected X or LOW-HIGH, got {text!r}") from None
-    if values[0] > values[1]:
-        raise argparse.ArgumentTypeError(f"expected LOW <= HIGH, got {text!r}")
-    return values
+_speaker_range = _range(int, 1)
+_float_range = _range(float, -float("inf"))
 
 
 def add_parsers(commands: argparse._SubParsersAction) -> None:

@@ -337,15 +337,19 @@ def write_segments(path: PathLike, rows: Iterable[tuple[str, str, float, float]]
     _atomic_write_text(path, "".join(lines))
 
 
+def _read_two_columns(path: PathLike, function: str, layout: str, parse=None) -> dict:
+    """``{first field: parse(line number, second field)}`` of a two-column Kaldi file."""
+    mapping: dict = {}
+    for number, fields, _ in _lines(path, function):
+        _check_field_count(function, path, number, fields, (2,), layout)
+        _check_unique(function, path, number, mapping, fields[0])
+        mapping[fields[0]] = fields[1] if parse is None else parse(number, fields[1])
+    return mapping
+
+
 def read_utt2spk(path: PathLike) -> dict[str, str]:
     """Read a Kaldi ``utt2spk`` file into ``{utterance_id: speaker_id}``."""
-    mapping: dict[str, str] = {}
-    for number, fields, _ in _lines(path, "read_utt2spk"):
-        _check_field_count("read_utt2spk", path, number, fields, (2,),
-                           "utterance-id speaker-id")
-        _check_unique("read_utt2spk", path, number, mapping, fields[0])
-        mapping[fields[0]] = fields[1]
-    return mapping
+    return _read_two_columns(path, "read_utt2spk", "utterance-id speaker-id")
 
 
 def write_utt2spk(path: PathLike, mapping: Mapping[str, str]) -> None:
@@ -359,17 +363,14 @@ def write_utt2spk(path: PathLike, mapping: Mapping[str, str]) -> None:
 
 def read_reco2dur(path: PathLike) -> dict[str, float]:
     """Read a Kaldi ``reco2dur`` file into ``{recording_id: duration}`` (seconds, >= 0)."""
-    mapping: dict[str, float] = {}
-    for number, fields, _ in _lines(path, "read_reco2dur"):
-        _check_field_count("read_reco2dur", path, number, fields, (2,),
-                           "recording-id duration")
-        _check_unique("read_reco2dur", path, number, mapping, fields[0])
-        duration = _number("read_reco2dur", path, number, "duration", fields[1])
-        if duration < 0:
-            raise _fail("read_reco2dur", path, number,
-                        f"duration must be >= 0, got {fields[1]}")
-        mapping[fields[0]] = duration
-    return mapping
+
+    def duration(number: int, text: str) -> float:
+        value = _number("read_reco2dur", path, number, "duration", text)
+        if value < 0:
+            raise _fail("read_reco2dur", path, number, f"duration must be >= 0, got {text}")
+        return value
+
+    return _read_two_columns(path, "read_reco2dur", "recording-id duration", duration)
 
 
 def write_reco2dur(path: PathLike, mapping: Mapping[str, float]) -> None:

@@ -27,6 +27,7 @@ import torch
 from scipy.optimize import linear_sum_assignment
 from tqdm.auto import tqdm
 
+from ._waves import mono_float32
 from .annotation import Annotation, frames_to_annotation
 from .dive import DIVE, PITDiarizer
 
@@ -71,22 +72,6 @@ def check_speaker_bounds(fn: str, num_speakers: int | None, min_speakers: int | 
         raise ValueError(f"{fn}: num_speakers={num_speakers} is outside [min_speakers={low}, "
                          f"max_speakers={max_speakers}]")
     return num_speakers, low, max_speakers
-
-
-def _as_mono(fn: str, wave) -> np.ndarray:
-    if isinstance(wave, torch.Tensor):
-        wave = wave.detach().cpu().numpy()
-    wave = np.asarray(wave)
-    if wave.ndim == 2:
-        wave = wave.mean(axis=0)
-    if wave.ndim != 1 or not np.issubdtype(wave.dtype, np.floating):
-        raise ValueError(f"{fn}: wave must be a float (samples,) or (channels, samples) array, "
-                         f"got dtype {wave.dtype} and shape {wave.shape}")
-    if wave.size == 0:
-        raise ValueError(f"{fn}: wave is empty")
-    if not np.isfinite(wave).all():
-        raise ValueError(f"{fn}: wave contains NaN or infinite values")
-    return wave.astype(np.float32, copy=False)
 
 
 def _window_starts(total: int, window: int, step: int) -> list[int]:
@@ -244,7 +229,7 @@ def diarize(wave, sample_rate: int, model: torch.nn.Module | object | None = Non
     fn = "diarize"
     num_speakers, low, high = check_speaker_bounds(fn, num_speakers, min_speakers,
                                                    max_speakers)
-    wave = _as_mono(fn, wave)
+    wave = mono_float32(fn, wave, mix_channels=True)
     if model is None:
         from .clustering import default_pipeline
 

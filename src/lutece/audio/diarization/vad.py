@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 from ..io import resample
+from ._waves import mono_float32
 
 __all__ = ["energy_vad", "silero_vad", "clean_mask", "mask_to_regions", "num_frames",
            "frame_energies_db"]
@@ -55,22 +56,6 @@ def clean_mask(mask: np.ndarray, frame_rate: float, *, min_duration_on: float = 
         if end - start < min_on:
             mask[start:end] = False
     return mask
-
-
-def _as_mono(fn: str, wave: np.ndarray | torch.Tensor) -> np.ndarray:
-    if isinstance(wave, torch.Tensor):
-        wave = wave.detach().cpu().numpy()
-    wave = np.asarray(wave)
-    if wave.ndim == 2 and wave.shape[0] == 1:
-        wave = wave[0]
-    if wave.ndim != 1:
-        raise ValueError(f"{fn}: wave must be mono (samples,) or (1, samples), "
-                         f"got shape {wave.shape}")
-    if not np.issubdtype(wave.dtype, np.floating):
-        raise TypeError(f"{fn}: wave must be floating point, got {wave.dtype}")
-    if not np.all(np.isfinite(wave)):
-        raise ValueError(f"{fn}: wave contains NaN or infinite values")
-    return wave.astype(np.float32, copy=False)
 
 
 def _check_rates(fn: str, sample_rate: object, frame_rate: object) -> None:
@@ -123,7 +108,7 @@ def energy_vad(wave: np.ndarray | torch.Tensor, sample_rate: int, *, frame_rate:
     """
     fn = "energy_vad"
     _check_rates(fn, sample_rate, frame_rate)
-    wave = _as_mono(fn, wave)
+    wave = mono_float32(fn, wave)
     energy = frame_energies_db(wave, int(sample_rate), frame_rate)
     if energy.size == 0:
         return np.zeros(0, dtype=bool)
@@ -173,7 +158,7 @@ def silero_vad(wave: np.ndarray | torch.Tensor, sample_rate: int, *, frame_rate:
     _check_rates(fn, sample_rate, frame_rate)
     if not 0.0 < threshold < 1.0:
         raise ValueError(f"{fn}: threshold must be a probability in (0, 1), got {threshold!r}")
-    samples = _as_mono(fn, wave)
+    samples = mono_float32(fn, wave)
     frames = num_frames(len(samples), int(sample_rate), frame_rate)
     model = _silero_model()
     from silero_vad import get_speech_timestamps
