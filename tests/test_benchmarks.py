@@ -49,3 +49,9 @@ def test_diffstride_benchmark_quick():
     out = _quick_output("diffstride.py")
     assert "| strided_conv |" in out and "| diffstride |" in out and "FFT share" in out
     assert "x strided convolutions'" in out
+
+
+def test_diarization_benchmark_quick():
+    out = _quick_output("diarization.py")
+    assert "| DIVE (96 ch, 4 speakers/window) |" in out and "RTF / DIVE's" in out
+    assert "growth MiB" in out and "frames/s" in out

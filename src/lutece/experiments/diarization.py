@@ -22,7 +22,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from ..audio.diarization import turns  # noqa: E402
+from ..audio.diarization import relabel, turns  # noqa: E402
 from ..audio.diarization.clustering import baseline_pipeline, default_pipeline  # noqa: E402
 from ..audio.diarization.dive import DiveConfig  # noqa: E402
 from ..audio.diarization.metrics import diarization_error_rate  # noqa: E402
@@ -102,21 +102,29 @@ def _score(system, conversations) -> dict:
 
 
 def _timeline_figure(conversation, hypotheses: dict):
-    rows = [("reference", conversation.annotation), *hypotheses.items()]
+    from pyannote.metrics.diarization import DiarizationErrorRate
+
+    reference = conversation.annotation
+    mapper = DiarizationErrorRate()
+    # each hypothesis speaker takes the colour of the reference speaker it is mapped to
+    mapped = {name: relabel(hypothesis, mapper.optimal_mapping(reference, hypothesis))
+              for name, hypothesis in hypotheses.items()}
+    rows = [("reference", reference), *mapped.items()]
+    order = sorted(reference.labels())
     figure, axes = plt.subplots(len(rows), 1, figsize=(10, 0.9 * len(rows) + 0.6),
                                 sharex=True)
     colors = plt.get_cmap("tab10")
     for axis, (name, annotation) in zip(axes, rows):
-        labels = sorted(annotation.labels())
+        labels = order + sorted(set(annotation.labels()) - set(order))
         for start, end, speaker in turns(annotation):
             k = labels.index(speaker)
             axis.broken_barh([(start, end - start)], (k, 0.8), color=colors(k % 10))
         axis.set_yticks([])
         axis.set_ylabel(name, rotation=0, ha="right", va="center", fontsize=8)
-        axis.set_ylim(0, max(len(labels), 1))
+        axis.set_ylim(0, max(len(labels), len(order), 1))
     axes[-1].set_xlabel("time (s)")
-    axes[0].set_title(f"{conversation.uri}: reference and hypotheses (colours are each "
-                      f"system's own speaker labels)", fontsize=9)
+    axes[0].set_title(f"{conversation.uri}: reference and hypotheses (hypothesis speakers "
+                      f"coloured as the reference speaker they map to)", fontsize=9)
     return figure
 
 
