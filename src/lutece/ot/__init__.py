@@ -3,11 +3,21 @@
 Geometry is kept apart from solvers: a geometry (dense cost, point cloud dense or online,
 separable grid, low-rank cost) says how the Gibbs kernel is applied; :func:`sinkhorn` solves
 any :class:`LinearProblem` on any geometry, batched, log-domain by default, differentiable by
-implicit differentiation. :func:`exact_ot` wraps POT's network simplex.
+implicit differentiation. :func:`exact_ot` wraps POT's network simplex. Beyond the core:
+barycenters (:func:`fixed_support_barycenter` by iterative Bregman projections, debiased
+option; :func:`free_support_barycenter`), Gaussians and mixtures (:func:`gaussian_w2`,
+:func:`gaussian_map`, :class:`GaussianMixture`, :func:`gmm_w2`).
 """
 
 from . import costs
+from .barycenter import (
+    BarycenterOutput,
+    FreeSupportOutput,
+    fixed_support_barycenter,
+    free_support_barycenter,
+)
 from .costs import Cosine, CostFn, Euclidean, PNorm, SqEuclidean
+from .gaussian import GaussianMixture, apply_gaussian_map, gaussian_map, gaussian_w2, gmm_w2
 from .geometry import Geometry, Grid, LRCGeometry, PointCloud
 from .problems import LinearProblem
 from .solvers import (
@@ -37,4 +47,13 @@ __all__ = [
     "exact_ot",
     "ExactOTOutput",
     "sinkhorn_divergence",
+    "fixed_support_barycenter",
+    "free_support_barycenter",
+    "BarycenterOutput",
+    "FreeSupportOutput",
+    "gaussian_w2",
+    "gaussian_map",
+    "apply_gaussian_map",
+    "GaussianMixture",
+    "gmm_w2",
 ]
