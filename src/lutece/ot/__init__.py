@@ -6,7 +6,10 @@ any :class:`LinearProblem` on any geometry, batched, log-domain by default, diff
 implicit differentiation. :func:`exact_ot` wraps POT's network simplex. Beyond the core:
 barycenters (:func:`fixed_support_barycenter` by iterative Bregman projections, debiased
 option; :func:`free_support_barycenter`), Gaussians and mixtures (:func:`gaussian_w2`,
-:func:`gaussian_map`, :class:`GaussianMixture`, :func:`gmm_w2`).
+:func:`gaussian_map`, :class:`GaussianMixture`, :func:`gmm_w2`), entropic and fused
+Gromov-Wasserstein (:func:`gromov_wasserstein`) and soft sorting by OT
+(:mod:`lutece.ot.tools.soft_sort`: ``sort``, ``ranks``, ``quantile``,
+``quantile_normalization``, ``topk_mask``).
 """
 
 from . import costs
@@ -22,12 +25,14 @@ from .geometry import Geometry, Grid, LRCGeometry, PointCloud
 from .problems import LinearProblem
 from .solvers import (
     ExactOTOutput,
+    GWOutput,
     ImplicitOptions,
     SinkhornOutput,
     exact_ot,
+    gromov_wasserstein,
     sinkhorn,
 )
-from .tools import sinkhorn_divergence
+from .tools import sinkhorn_divergence, soft_sort
 
 __all__ = [
     "costs",
@@ -56,4 +61,7 @@ __all__ = [
     "apply_gaussian_map",
     "GaussianMixture",
     "gmm_w2",
+    "gromov_wasserstein",
+    "GWOutput",
+    "soft_sort",
 ]

@@ -1,7 +1,10 @@
-"""Solvers: Sinkhorn (entropic) and the exact network simplex."""
+"""Solvers: Sinkhorn (entropic), the exact network simplex and entropic (fused)
+Gromov-Wasserstein."""
 
 from ._implicit import ImplicitOptions
 from .exact import ExactOTOutput, exact_ot
+from .gromov import GWOutput, gromov_wasserstein
 from .sinkhorn import SinkhornOutput, sinkhorn
 
-__all__ = ["sinkhorn", "SinkhornOutput", "ImplicitOptions", "exact_ot", "ExactOTOutput"]
+__all__ = ["sinkhorn", "SinkhornOutput", "ImplicitOptions", "exact_ot", "ExactOTOutput",
+           "gromov_wasserstein", "GWOutput"]
