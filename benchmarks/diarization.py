@@ -8,8 +8,9 @@ recording length, and training throughput.
   without ``--model``; energy VAD + MFCC statistics). Target: DIVE RTF < 0.05 on 2 cores.
   pyannote.audio, the field's anchor, cannot run here (its weights are gated behind a hub
   token), so the clustering pipelines are the side-by-side reference.
-- Peak memory: each length runs in a fresh process; the growth of its peak RSS past a 20 s
-  warm-up shows what the recording's length costs beyond one window.
+- Peak memory: each length runs in a fresh process; the peak resident memory during
+  ``diarize`` (Linux high-water mark, reset just before) over the memory before it shows
+  what the recording's length costs beyond the wave itself.
 - Training: frames per second of DIVE and PIT training steps (batch 16 x 8 s windows).
 - Real speech: DER of the default pipeline on pyannote.audio's 30 s two-speaker sample when
   ``benchmarks/fetch_pyannote_sample.sh`` has unpacked it into ``.cache/`` (it is not ours
@@ -26,7 +27,6 @@ import datetime
 import json
 import os
 import platform
-import resource
 import subprocess
 import sys
 import time
@@ -45,7 +45,7 @@ def _conversation(minutes: float, seed: int = 0):
     from lutece.audio.diarization.simulate import simulate_conversations, synthetic_utterances
 
     voices = synthetic_utterances(3, 20, seed=seed, first_speaker=900)
-    per_speaker = max(int(minutes * 60 / 3.3), 2)  # ~2.5 s utterances + ~2 s pauses, 3 tracks
+    per_speaker = max(int(minutes * 60 / 4.45), 2)  # ~2.5 s utterances + ~2 s pauses, 3 tracks
     conversation = simulate_conversations(voices, 1, num_speakers=3,
                                           utterances_per_speaker=per_speaker, seed=seed)[0]
     return conversation
@@ -79,20 +79,29 @@ def _rtf(system, wave: np.ndarray) -> float:
     return (time.perf_counter() - start) / (len(wave) / 16000)
 
 
+def _rss_mib(field: str) -> float:
+    """``VmRSS`` (now) or ``VmHWM`` (peak) of this process, MiB, from /proc/self/status."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError(f"{field} not in /proc/self/status")
+
+
 def _memory_child(minutes: float) -> None:
-    """Run in a subprocess: print the peak RSS (MiB) after diarizing 20 s (every buffer a
-    window needs is then allocated) and after diarizing the whole recording."""
+    """Run in a subprocess: resident memory just before ``diarize`` (wave, model and warm
+    buffers loaded) and its peak during ``diarize``, whose high-water mark is reset first
+    (``echo 5 > /proc/self/clear_refs``), so nothing allocated earlier counts."""
     from lutece.audio.diarization.pipeline import diarize
 
     torch.set_num_threads(2)
     wave = _conversation(minutes).wave
     model = _dive("dive")
     diarize(wave[:16000 * 20], 16000, model, progress=False)  # warm-up: allocator, kernels
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    Path("/proc/self/clear_refs").write_text("5")
+    before = _rss_mib("VmRSS")
     diarize(wave, 16000, model, progress=False)
-    after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(json.dumps({"minutes": len(wave) / 16000 / 60, "before": before, "after": after,
-                      "wave": wave.nbytes / 2**20}))
+    print(json.dumps({"minutes": len(wave) / 16000 / 60, "before": before,
+                      "after": _rss_mib("VmHWM"), "wave": wave.nbytes / 2**20}))
 
 
 def _memory(minutes: float) -> dict:
@@ -182,10 +191,10 @@ def main() -> None:
     lines += ["", f"DIVE's RTF {base:.4f} {verdict} the < 0.05 target on 2 cores.", ""]
 
     lengths = (0.25, 0.5) if args.quick else (2.5, 5.0, 10.0)
-    lines += ["Peak memory of `diarize` (DIVE) by recording length, fresh process each: peak "
-              "RSS after a 20 s warm-up and after the whole recording (growth beyond the "
-              "warm-up is what the length costs):", "",
-              "| minutes | wave MiB | peak RSS after 20 s MiB | after all MiB | growth MiB |",
+    lines += ["Memory of `diarize` (DIVE) by recording length, fresh process each: resident "
+              "memory just before the call (wave and model loaded, kernels warmed on 20 s) and "
+              "the peak during it (high-water mark reset first):", "",
+              "| minutes | wave MiB | RSS before MiB | peak during MiB | growth MiB |",
               "|---|---|---|---|---|"]
     for length in lengths:
         result = _memory(length)
