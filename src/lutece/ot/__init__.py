@@ -7,7 +7,8 @@ implicit differentiation. :func:`exact_ot` wraps POT's network simplex. Beyond t
 barycenters (:func:`fixed_support_barycenter` by iterative Bregman projections, debiased
 option; :func:`free_support_barycenter`), Gaussians and mixtures (:func:`gaussian_w2`,
 :func:`gaussian_map`, :class:`GaussianMixture`, :func:`gmm_w2`), entropic and fused
-Gromov-Wasserstein (:func:`gromov_wasserstein`) and soft sorting by OT
+Gromov-Wasserstein (:func:`gromov_wasserstein`), low-rank Sinkhorn
+(:func:`low_rank_sinkhorn`, linear in n for factored costs) and soft sorting by OT
 (:mod:`lutece.ot.tools.soft_sort`: ``sort``, ``ranks``, ``quantile``,
 ``quantile_normalization``, ``topk_mask``).
 """
@@ -27,9 +28,11 @@ from .solvers import (
     ExactOTOutput,
     GWOutput,
     ImplicitOptions,
+    LRSinkhornOutput,
     SinkhornOutput,
     exact_ot,
     gromov_wasserstein,
+    low_rank_sinkhorn,
     sinkhorn,
 )
 from .tools import sinkhorn_divergence, soft_sort
@@ -64,4 +67,6 @@ __all__ = [
     "gromov_wasserstein",
     "GWOutput",
     "soft_sort",
+    "low_rank_sinkhorn",
+    "LRSinkhornOutput",
 ]

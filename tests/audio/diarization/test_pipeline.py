@@ -145,7 +145,7 @@ def test_input_errors(tmp_path, tiny_dive):
         diarize(np.full(16000, np.nan, np.float32), 16000, tiny_dive)
     with pytest.raises(ValueError, match="too short"):
         diarize(np.zeros(100, np.float32), 16000, tiny_dive)
-    with pytest.raises(ValueError, match="float"):
+    with pytest.raises(TypeError, match="floating point"):
         diarize(np.zeros(16000, np.int16), 16000, tiny_dive)
     with pytest.raises(TypeError, match="model must be"):
         diarize(np.zeros(16000, np.float32), 16000, model="dive")
