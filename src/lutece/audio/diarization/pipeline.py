@@ -21,6 +21,7 @@ import math
 import os
 import warnings
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -88,7 +89,7 @@ def _triangle(length: int) -> np.ndarray:
 
 def _diarize_windows(wave: np.ndarray, model: torch.nn.Module, config: LinkingConfig,
                      num_speakers: int | None, min_speakers: int, max_speakers: int | None,
-                     progress: bool) -> tuple[np.ndarray, int]:
+                     progress: bool) -> np.ndarray:
     model_config = model.config
     hop = model_config.samples_per_frame
     frame_rate = model_config.frame_rate
@@ -123,18 +124,19 @@ def _diarize_windows(wave: np.ndarray, model: torch.nn.Module, config: LinkingCo
         frames = probabilities.shape[1]
         keep = (probabilities > config.threshold).sum(axis=1) >= min(min_frames, frames)
         probabilities = probabilities[keep]
+        vectors = None if vectors is None else vectors[keep]
         taper = np.ones(frames, np.float32) if single else _triangle(frames)
         shared = weights[start:start + frames] > 0  # frames earlier windows already cover
-        assignment = _link(probabilities, None if vectors is None else vectors[keep],
-                           sums[start:start + frames], weights[start:start + frames],
-                           shared, centroids, config.link_threshold)
+        assignment = _link(probabilities, vectors, sums[start:start + frames],
+                           weights[start:start + frames], shared, centroids,
+                           config.link_threshold)
         needed = max(assignment, default=-1) + 1
         if needed > sums.shape[1]:
             sums = np.pad(sums, ((0, 0), (0, needed - sums.shape[1])))
         for local, global_index in enumerate(assignment):
             sums[start:start + frames, global_index] += probabilities[local] * taper
             if vectors is not None:
-                vector = vectors[keep][local]
+                vector = vectors[local]
                 if global_index < len(centroids):
                     merged = centroids[global_index] + vector
                     centroids[global_index] = merged / max(np.linalg.norm(merged), 1e-8)
@@ -143,7 +145,7 @@ def _diarize_windows(wave: np.ndarray, model: torch.nn.Module, config: LinkingCo
         weights[start:start + frames] += taper
     bar.close()
     activity = sums / np.maximum(weights, 1e-8)[:, None]
-    return _reduce_speakers(activity, centroids, num_speakers, max_speakers), total_frames
+    return _reduce_speakers(activity, centroids, num_speakers, max_speakers)
 
 
 def _link(probabilities: np.ndarray, vectors: np.ndarray | None, sums: np.ndarray,
@@ -184,7 +186,7 @@ def _reduce_speakers(activity: np.ndarray, centroids: list[np.ndarray],
     if limit is None or activity.shape[1] <= limit:
         return activity
     columns = [activity[:, k] for k in range(activity.shape[1])]
-    vectors = [c for c in centroids] if len(centroids) == len(columns) else None
+    vectors = list(centroids) if len(centroids) == len(columns) else None
     while len(columns) > limit:
         if vectors is not None:
             matrix = np.stack(vectors)
@@ -252,7 +254,7 @@ def diarize(wave, sample_rate: int, model: torch.nn.Module | object | None = Non
         raise ValueError(f"{fn}: the recording is too short ({len(wave) / expected:.3f} s); "
                          f"at least {8 / model.config.frame_rate:.2f} s are needed")
     model.eval()
-    activity, _ = _diarize_windows(wave, model, linking, num_speakers, low, high, progress)
+    activity = _diarize_windows(wave, model, linking, num_speakers, low, high, progress)
     if activity.shape[1]:
         first_speech = [int(np.argmax(activity[:, k] > linking.threshold))
                         if (activity[:, k] > linking.threshold).any() else activity.shape[0]
@@ -267,8 +269,6 @@ def diarize_file(path: str | os.PathLike, model=None, **options) -> Annotation:
     """:func:`diarize` on an audio file (``uri`` defaults to the file's stem). Unreadable
     or empty files raise :class:`lutece.audio.io.AudioFileError`/``ValueError`` naming
     the file."""
-    from pathlib import Path
-
     from ..io import load
 
     path = Path(path)
