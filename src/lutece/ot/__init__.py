@@ -8,7 +8,8 @@ barycenters (:func:`fixed_support_barycenter` by iterative Bregman projections, 
 option; :func:`free_support_barycenter`), Gaussians and mixtures (:func:`gaussian_w2`,
 :func:`gaussian_map`, :class:`GaussianMixture`, :func:`gmm_w2`), entropic and fused
 Gromov-Wasserstein (:func:`gromov_wasserstein`), low-rank Sinkhorn
-(:func:`low_rank_sinkhorn`, linear in n for factored costs) and soft sorting by OT
+(:func:`low_rank_sinkhorn`, linear in n for factored costs), Monge maps as gradients of
+input-convex networks (:class:`ICNN`, :func:`fit_monge_map`) and soft sorting by OT
 (:mod:`lutece.ot.tools.soft_sort`: ``sort``, ``ranks``, ``quantile``,
 ``quantile_normalization``, ``topk_mask``).
 """
@@ -23,6 +24,7 @@ from .barycenter import (
 from .costs import Cosine, CostFn, Euclidean, PNorm, SqEuclidean
 from .gaussian import GaussianMixture, apply_gaussian_map, gaussian_map, gaussian_w2, gmm_w2
 from .geometry import Geometry, Grid, LRCGeometry, PointCloud
+from .neural import ICNN, MongeMap, fit_monge_map
 from .problems import LinearProblem
 from .solvers import (
     ExactOTOutput,
@@ -69,4 +71,7 @@ __all__ = [
     "soft_sort",
     "low_rank_sinkhorn",
     "LRSinkhornOutput",
+    "ICNN",
+    "MongeMap",
+    "fit_monge_map",
 ]
