@@ -46,7 +46,7 @@ from scipy.linalg import eigh
 from scipy.ndimage import uniform_filter1d
 from threadpoolctl import threadpool_limits
 
-from ._waves import mono_float32
+from ._waves import check_speaker_bounds, mono_float32
 from .annotation import frames_to_annotation
 from .embeddings import DVectorEncoder, mfcc_statistics
 from .vad import energy_vad, mask_to_regions, num_frames, silero_vad
@@ -385,16 +385,8 @@ class ClusteringDiarizer:
             ValueError: a speaker count out of bounds, audio shorter than ``window``.
         """
         fn = "ClusteringDiarizer"
-        min_speakers = _check_count(fn, "min_speakers", min_speakers, allow_none=False)
-        max_speakers = _check_count(fn, "max_speakers", max_speakers, allow_none=True)
-        num_speakers = _check_count(fn, "num_speakers", num_speakers, allow_none=True)
-        if max_speakers is not None and max_speakers < min_speakers:
-            raise ValueError(f"{fn}: max_speakers ({max_speakers}) must be >= min_speakers "
-                             f"({min_speakers})")
-        if num_speakers is not None and not (
-                min_speakers <= num_speakers <= (max_speakers or num_speakers)):
-            raise ValueError(f"{fn}: num_speakers ({num_speakers}) must lie within "
-                             f"[min_speakers, max_speakers] = [{min_speakers}, {max_speakers}]")
+        num_speakers, min_speakers, max_speakers = check_speaker_bounds(
+            fn, num_speakers, min_speakers, max_speakers)
         if max_speakers is None:
             max_speakers = max(self.max_speakers, min_speakers)
         if isinstance(sample_rate, bool) or not isinstance(sample_rate, (int, np.integer)) \

@@ -28,7 +28,7 @@ import torch
 from scipy.optimize import linear_sum_assignment
 from tqdm.auto import tqdm
 
-from ._waves import mono_float32
+from ._waves import check_speaker_bounds, mono_float32
 from .annotation import Annotation, frames_to_annotation
 from .dive import DIVE, PITDiarizer
 
@@ -55,24 +55,6 @@ class LinkingConfig:
     threshold: float = 0.5
     min_duration_on: float = 0.1
     min_duration_off: float = 0.1
-
-
-def check_speaker_bounds(fn: str, num_speakers: int | None, min_speakers: int | None,
-                         max_speakers: int | None) -> tuple[int | None, int, int | None]:
-    """Validate the speaker-count arguments; returns ``(num, min, max)`` with min >= 1."""
-    for name, value in (("num_speakers", num_speakers), ("min_speakers", min_speakers),
-                        ("max_speakers", max_speakers)):
-        if value is not None and (isinstance(value, bool) or not isinstance(value, int)
-                                  or value < 1):
-            raise ValueError(f"{fn}: {name} must be a positive int or None, got {value!r}")
-    low = 1 if min_speakers is None else min_speakers
-    if max_speakers is not None and low > max_speakers:
-        raise ValueError(f"{fn}: min_speakers={low} is larger than max_speakers={max_speakers}")
-    if num_speakers is not None and (num_speakers < low or
-                                     (max_speakers is not None and num_speakers > max_speakers)):
-        raise ValueError(f"{fn}: num_speakers={num_speakers} is outside [min_speakers={low}, "
-                         f"max_speakers={max_speakers}]")
-    return num_speakers, low, max_speakers
 
 
 def _window_starts(total: int, window: int, step: int) -> list[int]:
