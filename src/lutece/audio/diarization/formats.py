@@ -101,6 +101,19 @@ def _number(function: str, path: PathLike, number: int, name: str, text: str) ->
     return value
 
 
+def _start_end(function: str, path: PathLike, number: int, start_text: str, end_text: str
+               ) -> tuple[float, float]:
+    """The ``start end`` columns of a UEM or segments line: numbers, ``0 <= start <= end``."""
+    start = _number(function, path, number, "start", start_text)
+    end = _number(function, path, number, "end", end_text)
+    if start < 0:
+        raise _fail(function, path, number, f"start must be >= 0, got {start_text}")
+    if end < start:
+        raise _fail(function, path, number,
+                    f"end must be >= start, got start {start_text} and end {end_text}")
+    return start, end
+
+
 def _check_field_count(function: str, path: PathLike, number: int, fields: list[str],
                        allowed: tuple[int, ...], layout: str) -> None:
     if len(fields) not in allowed:
@@ -207,13 +220,7 @@ def read_uem(path: PathLike) -> dict[str, Timeline]:
     segments: dict[str, list[Segment]] = {}
     for number, fields, _ in _lines(path, "read_uem"):
         _check_field_count("read_uem", path, number, fields, (4,), "uri channel start end")
-        start = _number("read_uem", path, number, "start", fields[2])
-        end = _number("read_uem", path, number, "end", fields[3])
-        if start < 0:
-            raise _fail("read_uem", path, number, f"start must be >= 0, got {fields[2]}")
-        if end < start:
-            raise _fail("read_uem", path, number,
-                        f"end must be >= start, got start {fields[2]} and end {fields[3]}")
+        start, end = _start_end("read_uem", path, number, fields[2], fields[3])
         segments.setdefault(fields[0], []).append(Segment(start, end))
     return {uri: Timeline(segments=regions, uri=uri) for uri, regions in segments.items()}
 
@@ -311,13 +318,7 @@ def read_segments(path: PathLike) -> list[tuple[str, str, float, float]]:
                            "utterance-id recording-id start end")
         _check_unique("read_segments", path, number, seen, fields[0])
         seen[fields[0]] = None
-        start = _number("read_segments", path, number, "start", fields[2])
-        end = _number("read_segments", path, number, "end", fields[3])
-        if start < 0:
-            raise _fail("read_segments", path, number, f"start must be >= 0, got {fields[2]}")
-        if end < start:
-            raise _fail("read_segments", path, number,
-                        f"end must be >= start, got start {fields[2]} and end {fields[3]}")
+        start, end = _start_end("read_segments", path, number, fields[2], fields[3])
         rows.append((fields[0], fields[1], start, end))
     return rows
 
