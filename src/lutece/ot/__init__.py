@@ -7,8 +7,9 @@ implicit differentiation. :func:`exact_ot` wraps POT's network simplex. Beyond t
 barycenters (:func:`fixed_support_barycenter` by iterative Bregman projections, debiased
 option; :func:`free_support_barycenter`), Gaussians and mixtures (:func:`gaussian_w2`,
 :func:`gaussian_map`, :class:`GaussianMixture`, :func:`gmm_w2`), entropic and fused
-Gromov-Wasserstein (:func:`gromov_wasserstein`), low-rank Sinkhorn
-(:func:`low_rank_sinkhorn`, linear in n for factored costs), Monge maps as gradients of
+Gromov-Wasserstein (:func:`gromov_wasserstein`), low-rank Sinkhorn and GW
+(:func:`low_rank_sinkhorn`, :func:`low_rank_gromov_wasserstein`, linear in n for factored
+costs), Monge maps as gradients of
 input-convex networks (:class:`ICNN`, :func:`fit_monge_map`) and soft sorting by OT
 (:mod:`lutece.ot.tools.soft_sort`: ``sort``, ``ranks``, ``quantile``,
 ``quantile_normalization``, ``topk_mask``).
@@ -30,10 +31,13 @@ from .solvers import (
     ExactOTOutput,
     GWOutput,
     ImplicitOptions,
+    LowRankCoupling,
+    LRGWOutput,
     LRSinkhornOutput,
     SinkhornOutput,
     exact_ot,
     gromov_wasserstein,
+    low_rank_gromov_wasserstein,
     low_rank_sinkhorn,
     sinkhorn,
 )
@@ -71,6 +75,9 @@ __all__ = [
     "soft_sort",
     "low_rank_sinkhorn",
     "LRSinkhornOutput",
+    "LowRankCoupling",
+    "low_rank_gromov_wasserstein",
+    "LRGWOutput",
     "ICNN",
     "MongeMap",
     "fit_monge_map",

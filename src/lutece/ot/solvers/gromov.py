@@ -177,33 +177,34 @@ def _linearization(cost_xx: _IntraCost, cost_yy: _IntraCost, coupling: torch.Ten
     return tensor_product, quadratic
 
 
-def _check_geometry(name: str, geom: object) -> Geometry:
+def _check_geometry(name: str, geom: object, fn: str = _FN) -> Geometry:
     if not isinstance(geom, Geometry):
-        raise TypeError(f"{_FN}: {name} must be a lutece.ot geometry, got "
+        raise TypeError(f"{fn}: {name} must be a lutece.ot geometry, got "
                         f"{type(geom).__name__}")
     if geom.batched:
-        raise ValueError(f"{_FN}: {name} must hold one problem, got a batch of "
+        raise ValueError(f"{fn}: {name} must hold one problem, got a batch of "
                          f"{geom.num_problems}; solve the problems one by one")
     if geom.dtype not in (torch.float32, torch.float64):
-        raise TypeError(f"{_FN}: {name} must be float32 or float64, got {geom.dtype}")
+        raise TypeError(f"{fn}: {name} must be float32 or float64, got {geom.dtype}")
     return geom
 
 
-def _check_weights(name: str, value: object, size: int, geom: Geometry) -> torch.Tensor:
+def _check_weights(name: str, value: object, size: int, geom: Geometry, fn: str = _FN
+                   ) -> torch.Tensor:
     if value is None:
         return torch.full((size,), 1.0 / size, dtype=geom.dtype, device=geom.device)
-    value = check_tensor(_FN, name, value, min_ndim=1)
-    check_floating(_FN, name, value)
+    value = check_tensor(fn, name, value, min_ndim=1)
+    check_floating(fn, name, value)
     if tuple(value.shape) != (size,):
-        raise ValueError(f"{_FN}: {name} must have shape ({size},) to match the geometry, "
+        raise ValueError(f"{fn}: {name} must have shape ({size},) to match the geometry, "
                          f"got {tuple(value.shape)}")
-    check_finite(_FN, name, value)
+    check_finite(fn, name, value)
     if data_checks_enabled():
         if bool((value < 0).any()):
-            raise ValueError(f"{_FN}: {name} must be >= 0, got a minimum of "
+            raise ValueError(f"{fn}: {name} must be >= 0, got a minimum of "
                              f"{float(value.min())}")
         if float(value.sum()) <= 0:
-            raise ValueError(f"{_FN}: {name} must have positive total mass")
+            raise ValueError(f"{fn}: {name} must have positive total mass")
     return value.detach().to(device=geom.device, dtype=geom.dtype)
 
 

@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import math
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch
@@ -44,25 +45,33 @@ from ..costs import SqEuclidean
 from ..geometry import Geometry, LRCGeometry, PointCloud
 from ..problems import LinearProblem
 
-__all__ = ["low_rank_sinkhorn", "LRSinkhornOutput"]
+__all__ = ["low_rank_sinkhorn", "LRSinkhornOutput", "LowRankCoupling"]
 
 _INITS = ("random", "rank2", "kmeans")
 
 
 class _CostOperator:
-    """Multiplication by the (scaled) cost: C = A B^T when factored, else a dense (n, m) C."""
+    """Multiplication by a cost C = sum_k left_k right_k^T (+ a dense (n, m) part).
 
-    def __init__(self, geom: Geometry) -> None:
+    Squared-Euclidean point clouds and :class:`LRCGeometry` are held as factors (never an
+    n x m array); every other geometry as its dense (scaled) cost matrix.
+    """
+
+    def __init__(self, factors: tuple[tuple[torch.Tensor, torch.Tensor], ...] = (),
+                 dense: torch.Tensor | None = None) -> None:
+        self.factors = factors
+        self.dense = dense
+
+    @classmethod
+    def from_geometry(cls, geom: Geometry) -> _CostOperator:
         scale = geom.cost_scale[0]
-        self.factors: tuple[torch.Tensor, torch.Tensor] | None = None
-        self.dense: torch.Tensor | None = None
         if isinstance(geom, LRCGeometry):
             fn = geom.cost_fn
             x, y = geom.x[0], geom.y[0]
             left = torch.cat([fn.scale_factor * x, torch.full_like(x[:, :1], fn.bias)], 1)
             right = torch.cat([y, torch.ones_like(y[:, :1])], 1)
-            self.factors = (left / scale, right)
-        elif isinstance(geom, PointCloud) and isinstance(geom.cost_fn, SqEuclidean):
+            return cls(factors=((left / scale, right),))
+        if isinstance(geom, PointCloud) and isinstance(geom.cost_fn, SqEuclidean):
             # |x - y|^2 = |x|^2 + |y|^2 - 2 <x, y>, on points centred at y's mean (as
             # SqEuclidean does) to limit cancellation
             center = geom.y[0].mean(0, keepdim=True)
@@ -71,40 +80,48 @@ class _CostOperator:
             y_norm = y.pow(2).sum(1, keepdim=True)
             left = torch.cat([x_norm, torch.ones_like(x_norm), -2 * x], 1)
             right = torch.cat([torch.ones_like(y_norm), y_norm, y], 1)
-            self.factors = (left / scale, right)
+            return cls(factors=((left / scale, right),))
+        return cls(dense=geom.cost_matrix)
+
+    def __add__(self, other: _CostOperator) -> _CostOperator:
+        if self.dense is None or other.dense is None:
+            dense = self.dense if other.dense is None else other.dense
         else:
-            self.dense = geom.cost_matrix
+            dense = self.dense + other.dense
+        return _CostOperator(self.factors + other.factors, dense)
+
+    def scaled(self, factor: float) -> _CostOperator:
+        return _CostOperator(tuple((factor * left, right) for left, right in self.factors),
+                             None if self.dense is None else factor * self.dense)
+
+    def detach(self) -> _CostOperator:
+        return _CostOperator(tuple((left.detach(), right.detach())
+                                   for left, right in self.factors),
+                             None if self.dense is None else self.dense.detach())
 
     def apply(self, v: torch.Tensor, axis: int) -> torch.Tensor:
         """C v (axis=1, v: (m, k) -> (n, k)) or C^T v (axis=0, v: (n, k) -> (m, k))."""
-        if self.factors is not None:
-            left, right = self.factors
-            if axis == 1:
-                return left @ (right.T @ v)
-            return right @ (left.T @ v)
-        assert self.dense is not None
-        return self.dense @ v if axis == 1 else self.dense.T @ v
+        out = None
+        if self.dense is not None:
+            out = self.dense @ v if axis == 1 else self.dense.T @ v
+        for left, right in self.factors:
+            term = left @ (right.T @ v) if axis == 1 else right @ (left.T @ v)
+            out = term if out is None else out + term
+        assert out is not None
+        return out
 
 
 @dataclass(frozen=True)
-class LRSinkhornOutput:
-    """The result of :func:`low_rank_sinkhorn`: the plan P = Q diag(1/g) R^T in factors.
+class LowRankCoupling:
+    """A coupling of nonnegative rank r in factors: P = Q diag(1/g) R^T.
 
     ``q``: (n, r), ``r``: (m, r), ``g``: (r,), with Q 1 = a, R 1 = b, Q^T 1 = R^T 1 = g (up to
-    the projection tolerance). ``costs``: <C, P> at every check, (num_checks,). ``errors``:
-    the convergence criterion at every check, (num_checks,). ``converged``: the last error is
-    below ``threshold`` and nothing is NaN. ``n_iters``: mirror-descent steps run.
+    the projection tolerance).
     """
 
     q: torch.Tensor
     r: torch.Tensor
     g: torch.Tensor
-    costs: torch.Tensor
-    errors: torch.Tensor
-    converged: bool
-    n_iters: int
-    problem: LinearProblem = field(repr=False)
-    _cost: _CostOperator = field(repr=False, compare=False)
 
     @property
     def rank(self) -> int:
@@ -121,7 +138,7 @@ class LRSinkhornOutput:
         axis = 1: P v = Q diag(1/g) R^T v, v of shape (m,) or (m, k) -> (n,) or (n, k);
         axis = 0: P^T v = R diag(1/g) Q^T v, v of shape (n,) or (n, k) -> (m,) or (m, k).
         """
-        fn = "LRSinkhornOutput.apply"
+        fn = f"{type(self).__name__}.apply"
         if axis not in (0, 1):
             raise ValueError(f"{fn}: axis must be 0 or 1, got {axis!r}")
         v = check_tensor(fn, "v", v, min_ndim=1)
@@ -139,9 +156,31 @@ class LRSinkhornOutput:
         size = self.r.shape[0] if axis == 1 else self.q.shape[0]
         return self.apply(torch.ones(size, dtype=self.q.dtype, device=self.q.device), axis)
 
+
+@dataclass(frozen=True)
+class LRSinkhornOutput(LowRankCoupling):
+    """The result of :func:`low_rank_sinkhorn`: the plan P = Q diag(1/g) R^T in factors.
+
+    ``costs``: <C, P> at every check, (num_checks,). ``errors``: the convergence criterion at
+    every check, (num_checks,). ``converged``: the last error is below ``threshold`` and
+    nothing is NaN. ``n_iters``: mirror-descent steps run.
+    """
+
+    costs: torch.Tensor
+    errors: torch.Tensor
+    converged: bool
+    n_iters: int
+    problem: LinearProblem = field(repr=False)
+    _cost: _CostOperator = field(repr=False, compare=False)
+
     @property
     def primal_cost(self) -> torch.Tensor:
-        """<C, P> = tr(Q^T C R diag(1/g)), (), through the cost's factors when it has them."""
+        """<C, P> = tr(Q^T C R diag(1/g)), (), through the cost's factors when it has them.
+
+        Differentiable w.r.t. the geometry's tensors (points, cost factors or matrix) with
+        the factors held fixed: the envelope (Danskin) gradient, exact at a minimizer since
+        the feasible set does not depend on the cost.
+        """
         return _primal_cost(self._cost, self.q, self.r, self.g)
 
     @property
@@ -192,10 +231,11 @@ def _project(log_kq: torch.Tensor, log_kr: torch.Tensor, log_kg: torch.Tensor,
     on_a, on_b = log_a > -math.inf, log_b > -math.inf
     log_g = log_kg - h_q - h_r
     f_q = f_r = None
-    for _ in range(max_steps):
+    for step in range(max_steps):
         rows_q = _lse(log_kq + h_q, 1)
         rows_r = _lse(log_kr + h_r, 1)
-        if f_q is not None and f_r is not None:
+        # the error costs as much as a step: checked every 4th step
+        if f_q is not None and f_r is not None and step % 4 == 1:
             error = (torch.exp(rows_q + f_q) - a).abs().sum() \
                 + (torch.exp(rows_r + f_r) - b).abs().sum()
             if not bool(error > tolerance):  # also stops on NaN
@@ -216,10 +256,12 @@ def _project(log_kq: torch.Tensor, log_kr: torch.Tensor, log_kg: torch.Tensor,
     return log_q, log_r, log_g, h_q, h_r
 
 
-def _initial_kernels(geom: Geometry, a: torch.Tensor, b: torch.Tensor, rank: int, init: str,
-                     seed: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """(log K_Q (n, r), log K_R (m, r)) of the starting point before projection."""
-    n, m = geom.shape
+def _initial_kernels(a: torch.Tensor, b: torch.Tensor, rank: int, init: str, seed: int,
+                     points: tuple[torch.Tensor, torch.Tensor] | None = None
+                     ) -> tuple[torch.Tensor, torch.Tensor]:
+    """(log K_Q (n, r), log K_R (m, r)) of the starting point before projection; ``points``
+    (x (n, d), y (m, d)) for init="kmeans"."""
+    n, m = a.shape[0], b.shape[0]
     dtype, device = a.dtype, a.device
     generator = torch.Generator().manual_seed(seed)
     if init == "random":
@@ -245,8 +287,8 @@ def _initial_kernels(geom: Geometry, a: torch.Tensor, b: torch.Tensor, rank: int
             factors.append(factor.log())
         return factors[0], factors[1]
     # kmeans: soft assignments of x and of y to r centroids of the pooled points
-    x, y = geom.x[0], geom.y[0]  # type: ignore[attr-defined]
-    points = torch.cat([x, y], 0)
+    assert points is not None
+    points = torch.cat(points, 0)
     weights = torch.cat([a, b], 0)
     start = torch.randperm(points.shape[0], generator=generator)[:rank].to(device)
     centers = points[start]
@@ -291,8 +333,9 @@ def low_rank_sinkhorn(problem: LinearProblem, rank: int, *, gamma: float = 10.0,
 
     Returns:
         :class:`LRSinkhornOutput`. Squared-Euclidean point clouds and :class:`LRCGeometry`
-        run in O((n + m) r) memory; other geometries use their dense (n, m) cost. No
-        gradient flows through the solver (it runs under ``torch.no_grad``).
+        run in O((n + m) r) memory; other geometries use their dense (n, m) cost. The
+        iterations run under ``torch.no_grad``; ``primal_cost`` is differentiable w.r.t. the
+        geometry's tensors at the returned factors (the envelope gradient).
     """
     fn = "low_rank_sinkhorn"
     if not isinstance(problem, LinearProblem):
@@ -319,9 +362,20 @@ def low_rank_sinkhorn(problem: LinearProblem, rank: int, *, gamma: float = 10.0,
     if init == "kmeans" and (not isinstance(geom, PointCloud) or isinstance(geom, LRCGeometry)):
         raise ValueError(f"{fn}: init='kmeans' needs point coordinates (a PointCloud), got "
                          f"{type(geom).__name__}; use init='random' or 'rank2'")
+    live = _CostOperator.from_geometry(geom)
+    cost = live.detach()
+    a, b = problem.a[0], problem.b[0]
+    points = (geom.x[0], geom.y[0]) if init == "kmeans" else None  # type: ignore[attr-defined]
     with torch.no_grad():
-        return _solve(problem, rank, gamma, epsilon, max_iterations, threshold,
-                      inner_iterations, init, seed, warn)
+        log_kq, log_kr = _initial_kernels(a, b, rank, init, seed, points)
+        state = _mirror_descent(a, b, log_kq, log_kr, gamma, epsilon, max_iterations,
+                                threshold, inner_iterations, lambda q, r, g: cost,
+                                lambda q, r, g: _primal_cost(cost, q, r, g))
+    if warn:
+        state.warn_if_not_converged(fn, threshold)
+    return LRSinkhornOutput(q=state.q, r=state.r, g=state.g, costs=state.costs,
+                            errors=state.errors, converged=state.converged,
+                            n_iters=state.n_iters, problem=problem, _cost=live)
 
 
 def _symmetric_kl(log_p: torch.Tensor, log_q: torch.Tensor) -> torch.Tensor:
@@ -331,21 +385,53 @@ def _symmetric_kl(log_p: torch.Tensor, log_q: torch.Tensor) -> torch.Tensor:
     return ((log_p.exp() - log_q.exp()) * difference).sum()
 
 
-def _solve(problem: LinearProblem, rank: int, gamma: float, epsilon: float,
-           max_iterations: int, threshold: float, inner_iterations: int, init: str, seed: int,
-           warn: bool) -> LRSinkhornOutput:
-    geom = problem.geom
-    a, b = problem.a[0], problem.b[0]
+@dataclass(frozen=True)
+class _DescentState:
+    q: torch.Tensor
+    r: torch.Tensor
+    g: torch.Tensor
+    costs: torch.Tensor
+    errors: torch.Tensor
+    converged: bool
+    n_iters: int
+
+    def warn_if_not_converged(self, fn: str, threshold: float) -> None:
+        if data_checks_enabled() and not self.converged:
+            warnings.warn(
+                f"{fn}: did not converge in {self.n_iters} iterations (criterion "
+                f"{float(self.errors[-1]):.3g} > threshold {threshold:g}); raise "
+                "max_iterations or threshold, or lower gamma", RuntimeWarning, stacklevel=3)
+
+
+CostAt = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], _CostOperator]
+ObjectiveAt = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+def _mirror_descent(a: torch.Tensor, b: torch.Tensor, log_kq: torch.Tensor,
+                    log_kr: torch.Tensor, gamma: float, epsilon: float, max_iterations: int,
+                    threshold: float, inner_iterations: int, cost_at: CostAt,
+                    objective_at: ObjectiveAt, unit_first_step: bool = False
+                    ) -> _DescentState:
+    """Mirror descent on (Q, R, g) (Scetbon et al. 2021, Algorithm 3).
+
+    ``cost_at(Q, R, g)`` is the gradient of the objective with respect to the plan P at the
+    current iterate, as a cost operator (the fixed cost C for linear OT; the linearization
+    of the quadratic energy for Gromov-Wasserstein, Scetbon, Peyre & Cuturi 2022), so that
+    grad_Q = C_k R diag(1/g), grad_R = C_k^T Q diag(1/g), grad_g = -diag(Q^T C_k R) / g^2.
+    ``objective_at`` is recorded at every check. With ``unit_first_step``, the objective
+    (gradients and epsilon) is divided by the sup norm of the first step's gradients: the
+    fixed points are unchanged and ``gamma`` then means the same at every scale of the cost
+    (used by low-rank GW, whose gradients scale like the square of the costs).
+    """
     dtype, device = a.dtype, a.device
+    rank = log_kq.shape[1]
     mass = float(a.sum())
     log_a, log_b = a.log(), b.log()
-    cost = _CostOperator(geom)
     # LR-Dykstra stops at an l1 error of the row marginals below this fraction of the mass
     tolerance = max(1e-6, 100 * torch.finfo(dtype).eps) * mass
     log_alpha = math.log(1e-10 * mass)
     max_steps = 200
 
-    log_kq, log_kr = _initial_kernels(geom, a, b, rank, init, seed)
     log_kq = torch.where(log_a[:, None] > -math.inf, log_kq, -math.inf)
     log_kr = torch.where(log_b[:, None] > -math.inf, log_kr, -math.inf)
     log_kg = torch.full((rank,), math.log(mass / rank), dtype=dtype, device=device)
@@ -356,16 +442,22 @@ def _solve(problem: LinearProblem, rank: int, gamma: float, epsilon: float,
     costs: list[torch.Tensor] = []
     errors: list[torch.Tensor] = []
     n_iters = 0
+    scale = None if unit_first_step else 1.0
     for iteration in range(1, max_iterations + 1):
         previous = (log_q, log_r, log_g)
         q, r, g = log_q.exp(), log_r.exp(), log_g.exp()
+        cost = cost_at(q, r, g)
         grad_q = cost.apply(r, axis=1) / g          # C R diag(1/g)
         grad_r = cost.apply(q, axis=0) / g          # C^T Q diag(1/g)
         grad_g = -(q * grad_q).sum(0) / g           # -diag(Q^T C R) / g^2
         largest = max(float(grad_q.abs().max()), float(grad_r.abs().max()),
                       float(grad_g.abs().max()))
+        if scale is None:
+            scale = largest if largest > 0 else 1.0
+        grad_q, grad_r, grad_g, largest = (grad_q / scale, grad_r / scale, grad_g / scale,
+                                           largest / scale)
         step = gamma / largest**2 if largest > 0 else gamma
-        decay = 1 - step * epsilon
+        decay = 1 - step * epsilon / scale
         log_kq = torch.where(log_q > -math.inf, decay * log_q - step * grad_q, -math.inf)
         log_kr = torch.where(log_r > -math.inf, decay * log_r - step * grad_r, -math.inf)
         log_kg = decay * log_g - step * grad_g
@@ -377,18 +469,12 @@ def _solve(problem: LinearProblem, rank: int, gamma: float, epsilon: float,
             error = sum(_symmetric_kl(new, old) for new, old in
                         zip((log_q, log_r, log_g), previous, strict=True)) / step**2
             errors.append(error)
-            costs.append(_primal_cost(cost, log_q.exp(), log_r.exp(), log_g.exp()))
+            costs.append(objective_at(log_q.exp(), log_r.exp(), log_g.exp()))
             if not bool(torch.isfinite(error)) or bool(error < threshold):
                 break
     q, r, g = log_q.exp(), log_r.exp(), log_g.exp()
     error_values = torch.stack(errors)
     finite = all(bool(torch.isfinite(t).all()) for t in (q, r, g))
     converged = finite and bool(error_values[-1] < threshold)
-    if warn and data_checks_enabled() and not converged:
-        warnings.warn(
-            f"low_rank_sinkhorn: did not converge in {n_iters} iterations (criterion "
-            f"{float(error_values[-1]):.3g} > threshold {threshold:g}); raise max_iterations "
-            "or threshold, or lower gamma", RuntimeWarning, stacklevel=3)
-    return LRSinkhornOutput(q=q, r=r, g=g, costs=torch.stack(costs), errors=error_values,
-                            converged=converged, n_iters=n_iters, problem=problem,
-                            _cost=cost)
+    return _DescentState(q=q, r=r, g=g, costs=torch.stack(costs), errors=error_values,
+                         converged=converged, n_iters=n_iters)
