@@ -52,6 +52,7 @@ bench: bench-setup
 	$(BIN)/python benchmarks/sorting.py
 	$(BIN)/python benchmarks/perturbed.py
 	$(BIN)/python benchmarks/ot.py
+	$(BIN)/python benchmarks/ot_extensions.py
 	$(BIN)/python benchmarks/grouptesting.py
 	$(BIN)/python benchmarks/audio_frontends.py
 	$(BIN)/python benchmarks/diffstride.py

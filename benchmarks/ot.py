@@ -32,15 +32,13 @@ import importlib.util
 import json
 import os
 import platform
-import shutil
-import statistics
-import subprocess
 import sys
 import time
 
 import numpy as np
 
 from _results import publish
+from _workers import median_time, spawn, torch_setup
 from lutece.data import mean_squared_distance, ot_benchmark_clouds
 
 # This file is named like POT's package: keep its folder off the path so that ``import ot``
@@ -80,23 +78,9 @@ def _repeats(n: int) -> int:
     return 10 if n <= 1000 else (5 if n <= 4000 else 3)
 
 
-def _median_time(fn, repeats: int) -> tuple[float, object]:
-    result = fn()  # warm-up
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        result = fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times), result
-
-
 # ---------------------------------------------------------------------------- workers
 def _torch_setup():
-    import torch
-
-    torch.set_num_threads(THREADS)
-    torch.set_num_interop_threads(1)
-    return torch
+    return torch_setup(THREADS)
 
 
 def worker_lutece(n: int, d: int, repeats: int) -> dict:
@@ -112,7 +96,7 @@ def worker_lutece(n: int, d: int, repeats: int) -> dict:
                        inner_iterations=10, max_iterations=MAX_ITERATIONS, warn=False)
         return out.n_iters, float(out.errors[-1]), (out.f, out.g)
 
-    seconds, (iterations, error, (f, g)) = _median_time(solve, repeats)
+    seconds, (iterations, error, (f, g)) = median_time(solve, repeats)
     return {"seconds": seconds, "iterations": iterations, "error": error,
             "cost": dual_objective(f, g, a, b, epsilon)}
 
@@ -130,7 +114,7 @@ def worker_pot(method: str, n: int, d: int, repeats: int) -> dict:
                              numItermax=MAX_ITERATIONS, log=True, warn=False)
         return log["niter"] + 1, float(log["err"][-1]), log
 
-    seconds, (iterations, error, log) = _median_time(solve, repeats)
+    seconds, (iterations, error, log) = median_time(solve, repeats)
     if method == "sinkhorn_log":
         f, g = epsilon * log["log_u"], epsilon * log["log_v"]
     else:
@@ -163,7 +147,7 @@ def worker_ott(n: int, d: int, repeats: int) -> dict:
         errors = np.asarray(errors)
         return int(iterations), float(errors[errors >= 0][-1]), (f, g)
 
-    seconds, (iterations, error, (f, g)) = _median_time(solve, repeats)
+    seconds, (iterations, error, (f, g)) = median_time(solve, repeats)
     return {"seconds": seconds, "iterations": iterations, "error": error,
             "cost": dual_objective(f, g, a, b, epsilon), "compile_seconds": compile_seconds}
 
@@ -220,7 +204,7 @@ def worker_gradient(library: str, mode: str, n: int, d: int, repeats: int) -> di
                                   max_iter=MAX_ITERATIONS, tol=threshold, grad=mode)
                 (gradient,) = torch.autograd.grad(result.value, x)
                 return gradient.numpy()
-    seconds, gradient = _median_time(run, repeats)
+    seconds, gradient = median_time(run, repeats)
     return {"seconds": seconds, "gradient": gradient.tolist()}
 
 
@@ -260,8 +244,8 @@ def worker_compile(n: int, iterations: int, repeats: int) -> dict:
     start = time.perf_counter()
     compiled(x, y, a, b)
     compile_seconds = time.perf_counter() - start
-    eager, eager_value = _median_time(lambda: solve(x, y, a, b), repeats)
-    fast, fast_value = _median_time(lambda: compiled(x, y, a, b), repeats)
+    eager, eager_value = median_time(lambda: solve(x, y, a, b), repeats)
+    fast, fast_value = median_time(lambda: compiled(x, y, a, b), repeats)
     return {"eager": eager, "compiled": fast, "compile_seconds": compile_seconds,
             "difference": abs(float(eager_value) - float(fast_value))}
 
@@ -274,17 +258,7 @@ WORKERS = {"lutece": worker_lutece, "ott": worker_ott, "exact": worker_exact,
 
 # ---------------------------------------------------------------------------- driver
 def _spawn(name: str, *args) -> dict | None:
-    env = {**os.environ, "OMP_NUM_THREADS": str(THREADS), "MKL_NUM_THREADS": str(THREADS),
-           "OPENBLAS_NUM_THREADS": str(THREADS), "XLA_FLAGS": "--xla_cpu_multi_thread_eigen=true"}
-    prefix = ["taskset", "-c", ",".join(str(i) for i in range(THREADS))] \
-        if shutil.which("taskset") else []
-    command = [*prefix, sys.executable, __file__, "--worker", json.dumps([name, *args])]
-    print("  " + " ".join([name, *map(str, args)]), file=sys.stderr, flush=True)
-    completed = subprocess.run(command, env=env, capture_output=True, text=True)
-    if completed.returncode != 0:
-        print(completed.stderr[-2000:], file=sys.stderr)
-        return None
-    return json.loads(completed.stdout.strip().splitlines()[-1])
+    return spawn(__file__, THREADS, name, *args)
 
 
 def _has(module: str) -> bool:

@@ -33,6 +33,12 @@ def test_ot_benchmark_quick_grid():
     assert "| 2 | lutece |" in out and "| lutece | implicit |" in out
 
 
+def test_ot_extensions_benchmark_quick_grid():
+    out = _quick_output("ot_extensions.py")
+    assert "| 1000 |" in out and "pot / lutece" in out and "Fitted exponents" in out
+    assert "| 300 |" in out  # the Gromov-Wasserstein row
+
+
 def test_grouptesting_benchmark_quick_grid():
     out = _quick_output("grouptesting.py")
     assert "s per campaign" in out and "| 32 | 5000 |" in out

@@ -1,0 +1,50 @@
+"""Shared by the benchmark scripts that time each library in its own fresh process."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+
+
+def median_time(fn, repeats: int) -> tuple[float, object]:
+    """Median seconds of ``repeats`` calls of ``fn`` after one warm-up call, and the last
+    result."""
+    result = fn()  # warm-up
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        result = fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times), result
+
+
+def torch_setup(threads: int):
+    """torch with ``threads`` intra-op threads and one inter-op thread."""
+    import torch
+
+    torch.set_num_threads(threads)
+    torch.set_num_interop_threads(1)
+    return torch
+
+
+def spawn(script: str, threads: int, name: str, *args) -> dict | None:
+    """Run ``script --worker '[name, *args]'`` in a fresh process pinned to ``threads`` cores
+    (taskset when available) and return the JSON dict of its last stdout line, or None
+    (with its stderr printed) when it fails."""
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads),
+           "OPENBLAS_NUM_THREADS": str(threads),
+           "XLA_FLAGS": "--xla_cpu_multi_thread_eigen=true"}
+    prefix = ["taskset", "-c", ",".join(str(i) for i in range(threads))] \
+        if shutil.which("taskset") else []
+    command = [*prefix, sys.executable, script, "--worker", json.dumps([name, *args])]
+    print("  " + " ".join([name, *map(str, args)]), file=sys.stderr, flush=True)
+    completed = subprocess.run(command, env=env, capture_output=True, text=True)
+    if completed.returncode != 0:
+        print(completed.stderr[-2000:], file=sys.stderr)
+        return None
+    return json.loads(completed.stdout.strip().splitlines()[-1])
