@@ -7,6 +7,8 @@
     lutece grouptest init|next|record|status|export ...   a pooled-testing campaign
     lutece diarize IN.wav [...] -o OUT_DIR [--model CKPT]  who spoke when, as RTTM
     lutece diarization simulate|train|evaluate ...        diarization data, models, DER
+    lutece factorize DATA.csv --rank R [--normalize both] --out DIR   quantile-normalized
+                                                  low-rank factorization of a CSV matrix
 
 Each experiment's result is kept in ``DIR/NAME/`` (result.json and its figures); a later run
 with the same mode, seed and lutece version reuses finished experiments unless
@@ -63,6 +65,9 @@ def _build_parser() -> argparse.ArgumentParser:
     from .audio.diarization import commands as diarization
 
     diarization.add_parsers(commands)
+    from .factorization import commands as factorize
+
+    factorize.add_parser(commands)
     return parser
 
 
@@ -133,6 +138,10 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "diarize":
             return diarization.run_diarize(args)
         return diarization.run_diarization(args)
+    if args.command == "factorize":
+        from .factorization import commands as factorize
+
+        return factorize.run(args)
     if args.command == "list":
         from .experiments import registry
 
