@@ -30,7 +30,8 @@ class Experiment:
 _REGISTRY: dict[str, Experiment] = {}
 
 # The modules that define experiments, imported on first use of the registry.
-_MODULES = ["sorting", "perturbed", "ot", "grouptesting", "leaf", "diffstride", "diarization"]
+_MODULES = ["sorting", "perturbed", "ot", "grouptesting", "leaf", "diffstride", "diarization",
+            "quantile_factorization", "ot_extensions"]
 
 
 def register(name: str, title: str, quick_budget_seconds: float) -> Callable[

@@ -61,6 +61,10 @@ CLAIM = ("Beyond the core solver the toolbox computes Wasserstein barycenters, m
          "mixtures in closed form, learns convex (Brenier) maps, and solves low-rank OT in "
          "time linear in the number of points.")
 DTYPE = torch.float64
+# quick / full sizes of the two parts whose cost grows fastest
+MONGE_STEPS = {True: 150, False: 2000}
+LOW_RANK_SIZES = {True: [1000, 10_000, 50_000], False: [1000, 10_000, 100_000, 1_000_000]}
+FULL_SINKHORN_SIZES = {True: [1000, 2000, 4000], False: [1000, 4000, 10_000, 20_000]}
 
 
 # ------------------------------------------------------------------------- 1. barycenters
@@ -125,7 +129,7 @@ def _spiral(n: int, generator: torch.Generator) -> torch.Tensor:
 
 
 def _gw_study(quick: bool, seed: int) -> dict:
-    n = 400 if quick else 1000
+    n = 300 if quick else 1000
     generator = torch.Generator().manual_seed(seed)
     x = _spiral(n, generator)
     q, r = torch.linalg.qr(torch.randn(3, 3, generator=generator, dtype=DTYPE))
@@ -201,7 +205,7 @@ def _monge_study(quick: bool, seed: int) -> dict:
     train = 4000
     source = torch.randn(train, 2, generator=generator, dtype=DTYPE)
     target = _two_blobs(train, generator)
-    steps = 150 if quick else 2000
+    steps = MONGE_STEPS[quick]
     start = time.perf_counter()
     fitted = fit_monge_map(source, target, steps=steps, seed=seed)
     seconds = time.perf_counter() - start
@@ -223,8 +227,7 @@ def _monge_study(quick: bool, seed: int) -> dict:
 
 # ------------------------------------------------------------------------- 5. low rank
 def _scaling_study(quick: bool) -> dict:
-    low_rank_sizes = [1000, 10_000, 50_000] if quick else [1000, 10_000, 100_000, 1_000_000]
-    full_sizes = [1000, 2000, 4000] if quick else [1000, 4000, 10_000, 20_000]
+    low_rank_sizes, full_sizes = LOW_RANK_SIZES[quick], FULL_SINKHORN_SIZES[quick]
     steps, rank = 20, 10
     low_rank, full, costs = {}, {}, {}
     for n in low_rank_sizes:
@@ -254,14 +257,15 @@ def _figures(bary: dict, gw: dict, gmm: dict, monge: dict, scaling: dict) -> dic
     fig, axes = plt.subplots(1, len(bary["names"]) + 3, figsize=(2.2 * (len(bary["names"]) + 3),
                                                                   2.4))
     for ax, name, histogram in zip(axes, bary["names"], bary["inputs"]):
-        ax.imshow(histogram.reshape(size, size), cmap="Blues")
+        ax.imshow(histogram.reshape(size, size).numpy(), cmap="Blues")
         ax.set_title(name)
-    axes[len(bary["names"])].imshow(bary["barycenter"].reshape(size, size), cmap="Reds")
+    axes[len(bary["names"])].imshow(bary["barycenter"].reshape(size, size).numpy(),
+                                   cmap="Reds")
     axes[len(bary["names"])].set_title("barycenter")
-    axes[-2].imshow((bary["pair_inputs"][0] + bary["pair_inputs"][1]).reshape(size, size),
-                    cmap="Blues")
+    axes[-2].imshow((bary["pair_inputs"][0] + bary["pair_inputs"][1]).reshape(size, size)
+                    .numpy(), cmap="Blues")
     axes[-2].set_title("two disks")
-    axes[-1].imshow(bary["pair"].reshape(size, size), cmap="Reds")
+    axes[-1].imshow(bary["pair"].reshape(size, size).numpy(), cmap="Reds")
     axes[-1].set_title("their barycenter")
     for ax in axes:
         ax.set_xticks([])
@@ -275,15 +279,15 @@ def _figures(bary: dict, gw: dict, gmm: dict, monge: dict, scaling: dict) -> dic
         x = gw["x"]
         match = gw["results"][label]["match"]
         correct = (x[match] - x[gw["kept"]]).norm(dim=1) < gw["radius"]
-        ax.scatter(*x.T, s=2, c=x[:, 2], cmap="viridis")
-        ax.scatter(*x[match].T, s=4, c=np.where(correct.numpy(), "tab:green", "tab:red"))
+        ax.scatter(*x.T.numpy(), s=2, c=x[:, 2].numpy(), cmap="viridis")
+        ax.scatter(*x[match].T.numpy(), s=4, c=np.where(correct.numpy(), "tab:green", "tab:red"))
         ax.set_title(f"{label}: {100 * gw['results'][label]['close']:.0f}% matched")
     figures["ot_extensions_gw_matching"] = figure_to_png(fig)
     plt.close(fig)
 
     fig, ax = plt.subplots(figsize=(6, 4))
-    ax.scatter(*gmm["source"][:800].T, s=2, color="tab:blue", alpha=0.3)
-    ax.scatter(*gmm["target"][:800].T, s=2, color="tab:orange", alpha=0.3)
+    ax.scatter(*gmm["source"][:800].T.numpy(), s=2, color="tab:blue", alpha=0.3)
+    ax.scatter(*gmm["target"][:800].T.numpy(), s=2, color="tab:orange", alpha=0.3)
     means0, means1 = gmm["gmm0"].means_, gmm["gmm1"].means_
     coupling = gmm["coupling"]
     for i in range(coupling.shape[0]):
@@ -299,9 +303,10 @@ def _figures(bary: dict, gw: dict, gmm: dict, monge: dict, scaling: dict) -> dic
 
     fig, axes = plt.subplots(1, 2, figsize=(9, 4), sharex=True, sharey=True)
     for ax, key, title in ((axes[0], "moved", "ICNN map"), (axes[1], "affine", "Gaussian map")):
-        ax.scatter(*monge["target"].T, s=2, color="tab:orange", alpha=0.4, label="target")
-        ax.scatter(*monge[key].T, s=2, color="tab:green", alpha=0.4, label="transported")
-        ax.scatter(*monge["source"][:300].T, s=2, color="tab:blue", alpha=0.3, label="source")
+        ax.scatter(*monge["target"].T.numpy(), s=2, color="tab:orange", alpha=0.4, label="target")
+        ax.scatter(*monge[key].T.numpy(), s=2, color="tab:green", alpha=0.4, label="transported")
+        ax.scatter(*monge["source"][:300].T.numpy(), s=2, color="tab:blue", alpha=0.3,
+                   label="source")
         value = monge["w2_icnn" if key == "moved" else "w2_affine"]
         ax.set_title(f"{title}: W2^2 to target {value:.3f}")
     axes[0].legend(markerscale=4, fontsize=7)
@@ -396,7 +401,7 @@ def run(quick: bool, seed: int) -> ExperimentResult:
     notes = [f"Shown: {', '.join(k for k, v in shown.items() if v) or 'none'}; not shown: "
              f"{', '.join(k for k, v in shown.items() if not v) or 'none'}."]
     if quick:
-        notes.append("Quick run: 32 x 32 grid, a 400-point spiral, 150 Monge-map steps and "
+        notes.append("Quick run: 32 x 32 grid, a 300-point spiral, 150 Monge-map steps and "
                      "low-rank sizes up to 5 x 10^4 (full Sinkhorn to 4000): enough for the "
                      "checks above, but the scaling exponents come from three sizes on a "
                      "shared machine and the Monge map is undertrained; the --full run (64 x "
