@@ -189,6 +189,33 @@ def _check_geometry(name: str, geom: object, fn: str = _FN) -> Geometry:
     return geom
 
 
+def _check_geometries(geom_xx: object, geom_yy: object, geom_xy: object,
+                      fn: str = _FN) -> tuple[int, int]:
+    """Two square intra-domain geometries (and an optional (n, m) cross one) of one dtype
+    and device; returns (n, m)."""
+    geom_xx = _check_geometry("geom_xx", geom_xx, fn)
+    geom_yy = _check_geometry("geom_yy", geom_yy, fn)
+    for name, geom in (("geom_xx", geom_xx), ("geom_yy", geom_yy)):
+        rows, cols = geom.shape
+        if rows != cols:
+            raise ValueError(f"{fn}: {name} must be square (the cost within one space), got "
+                             f"shape ({rows}, {cols})")
+    n, m = geom_xx.shape[0], geom_yy.shape[0]
+    dtype, device = geom_xx.dtype, geom_xx.device
+    if geom_yy.dtype != dtype or geom_yy.device != device:
+        raise TypeError(f"{fn}: geom_xx and geom_yy must share dtype and device, got "
+                        f"{dtype}/{device} and {geom_yy.dtype}/{geom_yy.device}")
+    if geom_xy is not None:
+        geom_xy = _check_geometry("geom_xy", geom_xy, fn)
+        if geom_xy.shape != (n, m):
+            raise ValueError(f"{fn}: geom_xy must have shape ({n}, {m}) (geom_xx's points by "
+                             f"geom_yy's), got {geom_xy.shape}")
+        if geom_xy.dtype != dtype or geom_xy.device != device:
+            raise TypeError(f"{fn}: geom_xy must have geom_xx's dtype and device, got "
+                            f"{geom_xy.dtype}/{geom_xy.device}")
+    return n, m
+
+
 def _check_weights(name: str, value: object, size: int, geom: Geometry, fn: str = _FN
                    ) -> torch.Tensor:
     if value is None:
@@ -291,26 +318,8 @@ def gromov_wasserstein(geom_xx: Geometry, geom_yy: Geometry, *,
     ranks r (d + 2 for squared-Euclidean clouds in dimension d), O(n^2 m + n m^2) for dense
     ones, plus the Sinkhorn solve.
     """
-    geom_xx = _check_geometry("geom_xx", geom_xx)
-    geom_yy = _check_geometry("geom_yy", geom_yy)
-    for name, geom in (("geom_xx", geom_xx), ("geom_yy", geom_yy)):
-        rows, cols = geom.shape
-        if rows != cols:
-            raise ValueError(f"{_FN}: {name} must be square (the cost within one space), got "
-                             f"shape ({rows}, {cols})")
-    n, m = geom_xx.shape[0], geom_yy.shape[0]
+    n, m = _check_geometries(geom_xx, geom_yy, geom_xy)
     dtype, device = geom_xx.dtype, geom_xx.device
-    if geom_yy.dtype != dtype or geom_yy.device != device:
-        raise TypeError(f"{_FN}: geom_xx and geom_yy must share dtype and device, got "
-                        f"{dtype}/{device} and {geom_yy.dtype}/{geom_yy.device}")
-    if geom_xy is not None:
-        geom_xy = _check_geometry("geom_xy", geom_xy)
-        if geom_xy.shape != (n, m):
-            raise ValueError(f"{_FN}: geom_xy must have shape ({n}, {m}) (geom_xx's points by "
-                             f"geom_yy's), got {geom_xy.shape}")
-        if geom_xy.dtype != dtype or geom_xy.device != device:
-            raise TypeError(f"{_FN}: geom_xy must have geom_xx's dtype and device, got "
-                            f"{geom_xy.dtype}/{geom_xy.device}")
     fused_penalty = _check_number("fused_penalty", fused_penalty, low=0.0, strict=True)
     if loss != "sqeucl":
         raise ValueError(f"{_FN}: loss must be 'sqeucl' (the square loss; no other is "

@@ -220,6 +220,33 @@ def _exp(x: torch.Tensor) -> torch.Tensor:
                        torch.zeros((), dtype=x.dtype, device=x.device))
 
 
+@dataclass(frozen=True)
+class _DescentOptions:
+    gamma: float
+    epsilon: float
+    threshold: float
+    max_iterations: int
+    inner_iterations: int
+    seed: int
+
+
+def _check_options(fn: str, n: int, m: int, rank: object, gamma: object, epsilon: object,
+                   threshold: object, max_iterations: object, inner_iterations: object,
+                   init: object, inits: tuple[str, ...], seed: object) -> _DescentOptions:
+    """The options shared by the low-rank solvers, checked once."""
+    if isinstance(rank, bool) or not isinstance(rank, int) or not 1 <= rank <= min(n, m):
+        raise ValueError(f"{fn}: rank must be an int in [1, min(n, m)] = [1, {min(n, m)}], "
+                         f"got {rank!r}")
+    check_choice(fn, "init", init, inits)
+    return _DescentOptions(
+        gamma=_check_number(fn, "gamma", gamma, positive=True),
+        epsilon=_check_number(fn, "epsilon", epsilon, positive=False),
+        threshold=_check_number(fn, "threshold", threshold, positive=True),
+        max_iterations=_check_int(fn, "max_iterations", max_iterations, 1),
+        inner_iterations=_check_int(fn, "inner_iterations", inner_iterations, 1),
+        seed=_check_int(fn, "seed", seed, 0))
+
+
 def _lse(x: torch.Tensor, dim: int) -> torch.Tensor:
     """log sum exp along ``dim``; -inf (not NaN) for an all -inf slice."""
     top = x.amax(dim, keepdim=True)
@@ -361,16 +388,8 @@ def low_rank_sinkhorn(problem: LinearProblem, rank: int, *, gamma: float = 10.0,
             f"{fn}: unbalanced problems (tau_a = {problem.tau_a:g}, tau_b = "
             f"{problem.tau_b:g}) are not supported yet; use tau_a = tau_b = 1 or sinkhorn()")
     n, m = geom.shape
-    if isinstance(rank, bool) or not isinstance(rank, int) or not 1 <= rank <= min(n, m):
-        raise ValueError(f"{fn}: rank must be an int in [1, min(n, m)] = [1, {min(n, m)}], "
-                         f"got {rank!r}")
-    gamma = _check_number(fn, "gamma", gamma, positive=True)
-    epsilon = _check_number(fn, "epsilon", epsilon, positive=False)
-    threshold = _check_number(fn, "threshold", threshold, positive=True)
-    max_iterations = _check_int(fn, "max_iterations", max_iterations, 1)
-    inner_iterations = _check_int(fn, "inner_iterations", inner_iterations, 1)
-    check_choice(fn, "init", init, _INITS)
-    seed = _check_int(fn, "seed", seed, 0)
+    options = _check_options(fn, n, m, rank, gamma, epsilon, threshold, max_iterations,
+                             inner_iterations, init, _INITS, seed)
     if init == "kmeans" and (not isinstance(geom, PointCloud) or isinstance(geom, LRCGeometry)):
         raise ValueError(f"{fn}: init='kmeans' needs point coordinates (a PointCloud), got "
                          f"{type(geom).__name__}; use init='random' or 'rank2'")
@@ -379,12 +398,11 @@ def low_rank_sinkhorn(problem: LinearProblem, rank: int, *, gamma: float = 10.0,
     a, b = problem.a[0], problem.b[0]
     points = (geom.x[0], geom.y[0]) if init == "kmeans" else None  # type: ignore[attr-defined]
     with torch.no_grad():
-        log_kq, log_kr = _initial_kernels(a, b, rank, init, seed, points)
-        state = _mirror_descent(a, b, log_kq, log_kr, gamma, epsilon, max_iterations,
-                                threshold, inner_iterations, lambda q, r, g: cost,
+        log_kq, log_kr = _initial_kernels(a, b, rank, init, options.seed, points)
+        state = _mirror_descent(a, b, log_kq, log_kr, options, lambda q, r, g: cost,
                                 lambda q, r, g: _primal_cost(cost, q, r, g))
     if warn:
-        state.warn_if_not_converged(fn, threshold)
+        state.warn_if_not_converged(fn, options.threshold)
     return LRSinkhornOutput(q=state.q, r=state.r, g=state.g, costs=state.costs,
                             errors=state.errors, converged=state.converged,
                             n_iters=state.n_iters, problem=problem, _cost=live)
@@ -420,8 +438,7 @@ ObjectiveAt = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
 
 
 def _mirror_descent(a: torch.Tensor, b: torch.Tensor, log_kq: torch.Tensor,
-                    log_kr: torch.Tensor, gamma: float, epsilon: float, max_iterations: int,
-                    threshold: float, inner_iterations: int, cost_at: CostAt,
+                    log_kr: torch.Tensor, options: _DescentOptions, cost_at: CostAt,
                     objective_at: ObjectiveAt, unit_first_step: bool = False
                     ) -> _DescentState:
     """Mirror descent on (Q, R, g) (Scetbon et al. 2021, Algorithm 3).
@@ -435,6 +452,8 @@ def _mirror_descent(a: torch.Tensor, b: torch.Tensor, log_kq: torch.Tensor,
     fixed points are unchanged and ``gamma`` then means the same at every scale of the cost
     (used by low-rank GW, whose gradients scale like the square of the costs).
     """
+    gamma, epsilon, threshold = options.gamma, options.epsilon, options.threshold
+    max_iterations, inner_iterations = options.max_iterations, options.inner_iterations
     dtype, device = a.dtype, a.device
     rank = log_kq.shape[1]
     mass = float(a.sum())

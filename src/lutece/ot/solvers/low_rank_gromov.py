@@ -28,18 +28,16 @@ per iteration.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
 
-from ..._validation import check_choice
 from ..geometry import Geometry
-from .gromov import _check_geometry, _check_weights, _IntraCost
+from .gromov import _check_geometries, _check_weights, _IntraCost
 from .low_rank import (
     LowRankCoupling,
-    _check_int,
     _check_number,
+    _check_options,
     _CostOperator,
     _initial_kernels,
     _mirror_descent,
@@ -158,37 +156,10 @@ def low_rank_gromov_wasserstein(geom_xx: Geometry, geom_yy: Geometry, rank: int,
     Returns:
         :class:`LRGWOutput`.
     """
-    geom_xx = _check_geometry("geom_xx", geom_xx, fn=_FN)
-    geom_yy = _check_geometry("geom_yy", geom_yy, fn=_FN)
-    for name, geom in (("geom_xx", geom_xx), ("geom_yy", geom_yy)):
-        rows, cols = geom.shape
-        if rows != cols:
-            raise ValueError(f"{_FN}: {name} must be square (the cost within one space), got "
-                             f"shape ({rows}, {cols})")
-    n, m = geom_xx.shape[0], geom_yy.shape[0]
-    dtype, device = geom_xx.dtype, geom_xx.device
-    if geom_yy.dtype != dtype or geom_yy.device != device:
-        raise TypeError(f"{_FN}: geom_xx and geom_yy must share dtype and device, got "
-                        f"{dtype}/{device} and {geom_yy.dtype}/{geom_yy.device}")
-    if geom_xy is not None:
-        geom_xy = _check_geometry("geom_xy", geom_xy, fn=_FN)
-        if geom_xy.shape != (n, m):
-            raise ValueError(f"{_FN}: geom_xy must have shape ({n}, {m}) (geom_xx's points by "
-                             f"geom_yy's), got {geom_xy.shape}")
-        if geom_xy.dtype != dtype or geom_xy.device != device:
-            raise TypeError(f"{_FN}: geom_xy must have geom_xx's dtype and device, got "
-                            f"{geom_xy.dtype}/{geom_xy.device}")
-    if isinstance(rank, bool) or not isinstance(rank, int) or not 1 <= rank <= min(n, m):
-        raise ValueError(f"{_FN}: rank must be an int in [1, min(n, m)] = [1, {min(n, m)}], "
-                         f"got {rank!r}")
+    n, m = _check_geometries(geom_xx, geom_yy, geom_xy, _FN)
+    options = _check_options(_FN, n, m, rank, gamma, epsilon, threshold, max_iterations,
+                             inner_iterations, init, _INITS, seed)
     fused_penalty = _check_number(_FN, "fused_penalty", fused_penalty, positive=True)
-    gamma = _check_number(_FN, "gamma", gamma, positive=True)
-    epsilon = _check_number(_FN, "epsilon", epsilon, positive=False)
-    threshold = _check_number(_FN, "threshold", threshold, positive=True)
-    max_iterations = _check_int(_FN, "max_iterations", max_iterations, 1)
-    inner_iterations = _check_int(_FN, "inner_iterations", inner_iterations, 1)
-    check_choice(_FN, "init", init, _INITS)
-    seed = _check_int(_FN, "seed", seed, 0)
     a = _check_weights("a", a, n, geom_xx, fn=_FN)
     b = _check_weights("b", b, m, geom_xx, fn=_FN)
     if abs(float(a.sum()) - float(b.sum())) > 1e-4 * max(float(a.sum()), float(b.sum())):
@@ -203,13 +174,11 @@ def low_rank_gromov_wasserstein(geom_xx: Geometry, geom_yy: Geometry, rank: int,
         energy = _Energy(live.cost_xx.detach(), live.cost_yy.detach(),
                          None if live.cost_xy is None else live.cost_xy.detach(),
                          fused_penalty, a, b)
-        log_kq, log_kr = _initial_kernels(a, b, rank, init, seed)
-        linearization: Callable = energy.linearization
-        state = _mirror_descent(a, b, log_kq, log_kr, gamma, epsilon, max_iterations,
-                                threshold, inner_iterations, linearization, energy.total,
-                                unit_first_step=True)
+        log_kq, log_kr = _initial_kernels(a, b, rank, init, options.seed)
+        state = _mirror_descent(a, b, log_kq, log_kr, options, energy.linearization,
+                                energy.total, unit_first_step=True)
     if warn:
-        state.warn_if_not_converged(_FN, threshold)
+        state.warn_if_not_converged(_FN, options.threshold)
     q, r, g = state.q, state.r, state.g
     quadratic = live.quadratic(q, r, g)
     linear = live.linear(q, r, g)
