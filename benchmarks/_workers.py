@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import shutil
@@ -9,6 +10,8 @@ import statistics
 import subprocess
 import sys
 import time
+
+from _results import publish
 
 
 def median_time(fn, repeats: int) -> tuple[float, object]:
@@ -48,3 +51,17 @@ def spawn(script: str, threads: int, name: str, *args) -> dict | None:
         print(completed.stderr[-2000:], file=sys.stderr)
         return None
     return json.loads(completed.stdout.strip().splitlines()[-1])
+
+
+def main(doc: str, workers: dict, section: str, run, quick_help: str) -> None:
+    """A benchmark script's entry point: ``--worker`` runs one worker and prints its JSON;
+    otherwise ``run(quick)`` builds the text, printed and (full runs) recorded."""
+    parser = argparse.ArgumentParser(description=doc.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help=quick_help)
+    parser.add_argument("--worker", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.worker:
+        name, *worker_args = json.loads(args.worker)
+        print(json.dumps(workers[name](*worker_args)))
+        return
+    publish(section, run(args.quick), args.quick)

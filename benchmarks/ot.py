@@ -25,11 +25,9 @@ fixed-iteration mode under ``torch.compile`` against eager.
 
 from __future__ import annotations
 
-import argparse
 import datetime
 import importlib.metadata
 import importlib.util
-import json
 import os
 import platform
 import sys
@@ -37,7 +35,7 @@ import time
 
 import numpy as np
 
-from _results import publish
+from _workers import main as worker_main
 from _workers import median_time, spawn, torch_setup
 from lutece.data import mean_squared_distance, ot_benchmark_clouds
 
@@ -378,15 +376,7 @@ def run(quick: bool) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="n = 1000 only, printed")
-    parser.add_argument("--worker", help=argparse.SUPPRESS)
-    args = parser.parse_args()
-    if args.worker:
-        name, *worker_args = json.loads(args.worker)
-        print(json.dumps(WORKERS[name](*worker_args)))
-        return
-    publish(SECTION, run(args.quick), args.quick)
+    worker_main(__doc__, WORKERS, SECTION, run, "n = 1000 only, printed")
 
 
 if __name__ == "__main__":

@@ -25,15 +25,13 @@ intra-op threads; peak RSS increase over the process's state after imports and d
 
 from __future__ import annotations
 
-import argparse
 import importlib.metadata
-import json
 import os
 import platform
 import sys
 import time
 
-from _results import publish
+from _workers import main as worker_main
 from _workers import median_time, spawn, torch_setup
 from lutece.experiments._timing import fitted_exponent
 
@@ -270,15 +268,7 @@ def run(quick: bool) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="small sizes only, printed")
-    parser.add_argument("--worker", help=argparse.SUPPRESS)
-    args = parser.parse_args()
-    if args.worker:
-        name, *worker_args = json.loads(args.worker)
-        print(json.dumps(WORKERS[name](*worker_args)))
-        return
-    publish(SECTION, run(args.quick), args.quick)
+    worker_main(__doc__, WORKERS, SECTION, run, "small sizes only, printed")
 
 
 if __name__ == "__main__":
