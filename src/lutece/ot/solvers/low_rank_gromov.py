@@ -76,17 +76,34 @@ class LRGWOutput(LowRankCoupling):
     n_iters: int
 
 
+@dataclass(frozen=True)
 class _Energy:
-    """The GW energy and its linearization at a factored coupling, for costs C1, C2 (and M)."""
+    """The GW energy and its linearization at a factored coupling, for costs C1, C2 (and M).
 
-    def __init__(self, cost_xx: _IntraCost, cost_yy: _IntraCost,
-                 cost_xy: _CostOperator | None, fused_penalty: float,
-                 a: torch.Tensor, b: torch.Tensor) -> None:
-        self.cost_xx, self.cost_yy, self.cost_xy = cost_xx, cost_yy, cost_xy
-        self.fused_penalty = fused_penalty
-        self.u = cost_xx.squared_matvec(a)        # (C1 o C1) a, (n,)
-        self.v = cost_yy.squared_matvec(b)        # (C2 o C2) b, (m,)
-        self.constant = self.u @ a + self.v @ b   # the part of Q(P) fixed by the marginals
+    ``u`` = (C1 o C1) a (n,) and ``v`` = (C2 o C2) b (m,); ``constant`` = <u, a> + <v, b>, the
+    part of Q(P) fixed by the marginals.
+    """
+
+    cost_xx: _IntraCost
+    cost_yy: _IntraCost
+    cost_xy: _CostOperator | None
+    fused_penalty: float
+    u: torch.Tensor
+    v: torch.Tensor
+    constant: torch.Tensor
+
+    @classmethod
+    def build(cls, cost_xx: _IntraCost, cost_yy: _IntraCost, cost_xy: _CostOperator | None,
+              fused_penalty: float, a: torch.Tensor, b: torch.Tensor) -> _Energy:
+        u, v = cost_xx.squared_matvec(a), cost_yy.squared_matvec(b)
+        return cls(cost_xx, cost_yy, cost_xy, fused_penalty, u, v, u @ a + v @ b)
+
+    def detach(self) -> _Energy:
+        """The same energy without autograd history (u, v reused, not recomputed)."""
+        return _Energy(self.cost_xx.detach(), self.cost_yy.detach(),
+                       None if self.cost_xy is None else self.cost_xy.detach(),
+                       self.fused_penalty, self.u.detach(), self.v.detach(),
+                       self.constant.detach())
 
     def linearization(self, q: torch.Tensor, r: torch.Tensor, g: torch.Tensor
                       ) -> _CostOperator:
@@ -167,13 +184,11 @@ def low_rank_gromov_wasserstein(geom_xx: Geometry, geom_yy: Geometry, rank: int,
                          f"{float(a.sum()):.6g} and {float(b.sum()):.6g}; normalize them")
 
     # live costs (autograd history kept for the final cost), detached ones for the loop
-    live = _Energy(_IntraCost.from_geometry(geom_xx), _IntraCost.from_geometry(geom_yy),
-                   None if geom_xy is None else _CostOperator.from_geometry(geom_xy),
-                   fused_penalty, a, b)
-    with torch.no_grad():
-        energy = _Energy(live.cost_xx.detach(), live.cost_yy.detach(),
-                         None if live.cost_xy is None else live.cost_xy.detach(),
+    live = _Energy.build(_IntraCost.from_geometry(geom_xx), _IntraCost.from_geometry(geom_yy),
+                         None if geom_xy is None else _CostOperator.from_geometry(geom_xy),
                          fused_penalty, a, b)
+    energy = live.detach()
+    with torch.no_grad():
         log_kq, log_kr = _initial_kernels(a, b, rank, init, options.seed)
         state = _mirror_descent(a, b, log_kq, log_kr, options, energy.linearization,
                                 energy.total, unit_first_step=True)
