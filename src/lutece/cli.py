@@ -9,6 +9,8 @@
     lutece diarization simulate|train|evaluate ...        diarization data, models, DER
     lutece factorize DATA.csv --rank R [--normalize both] --out DIR   quantile-normalized
                                                   low-rank factorization of a CSV matrix
+    lutece permutations --nsynth-train DIR --nsynth-test DIR [--quick] [--out DIR]
+                                                  the permutations experiment on local NSynth
 
 Each experiment's result is kept in ``DIR/NAME/`` (result.json and its figures); a later run
 with the same mode, seed and lutece version reuses finished experiments unless
@@ -68,7 +70,36 @@ def _build_parser() -> argparse.ArgumentParser:
     from .factorization import commands as factorize
 
     factorize.add_parser(commands)
+
+    permutations = commands.add_parser(
+        "permutations", help="the permutation-pretext comparison on a local NSynth",
+        description="Run `reproduce permutations` on real NSynth notes instead of synthetic "
+                    "ones: pre-training and the probe's training notes are drawn from the "
+                    "train split, the probe's test notes from the test split.")
+    permutations.add_argument("--nsynth-train", type=Path, required=True, metavar="DIR",
+                              help="an NSynth split folder (examples.json, audio/)")
+    permutations.add_argument("--nsynth-test", type=Path, required=True, metavar="DIR")
+    permutations.add_argument("--quick", action="store_true",
+                              help="the quick mode's sizes (one seed, five pretexts)")
+    permutations.add_argument("--out", type=Path, default=Path("runs/permutations-nsynth"))
+    permutations.add_argument("--seed", type=int, default=0)
     return parser
+
+
+def _permutations_on_nsynth(args: argparse.Namespace) -> int:
+    from .experiments.permutations import default_config, run_with
+    from .report import save_result, write_report
+
+    config = dict(default_config(args.quick, args.seed),
+                  nsynth=(args.nsynth_train, args.nsynth_test))
+    try:
+        result = run_with(config, args.quick, args.seed)
+    except (FileNotFoundError, ValueError) as error:
+        print(f"lutece permutations: {error}", file=sys.stderr)
+        return 2
+    save_result(result, args.out / result.name)
+    print(f"report: {write_report([result], args.out)}")
+    return 0
 
 
 def _reusable(directory: Path, quick: bool, seed: int):
@@ -132,6 +163,8 @@ def main(argv: list[str] | None = None) -> int:
         from .grouptesting import commands as grouptest
 
         return grouptest.run(args)
+    if args.command == "permutations":
+        return _permutations_on_nsynth(args)
     if args.command in ("diarize", "diarization"):
         from .audio.diarization import commands as diarization
 
