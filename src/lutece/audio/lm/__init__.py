@@ -1,0 +1,97 @@
+"""AudioLM (Borsos et al., 2022, arXiv 2209.03143): audio generation by language modeling
+over hybrid tokens, trained from scratch on a folder of audio (no pretrained weights).
+
+- :mod:`.quantizers`: ``ResidualVectorQuantizer`` (SoundStream's RVQ with EMA codebooks,
+  k-means initialization, dead-code replacement, quantizer dropout, straight-through
+  estimator and commitment loss) and its ``QuantizerOutput``.
+- :mod:`.codec`: ``SoundStream`` (Zeghidour et al., 2021), a causal convolutional codec
+  with an RVQ bottleneck (16 kHz, strides (2, 4, 5, 8) -> 50 Hz, 12 x 1024 codes ->
+  6 kbit/s by default), ``CodecConfig``, and ``train_codec`` / ``CodecTrainConfig``: the
+  acoustic tokens.
+- :mod:`.codec_losses`: multi-scale mel reconstruction loss, the multi-scale waveform and
+  STFT discriminators, hinge adversarial and feature-matching losses.
+- :mod:`.semantic`: the ``Tokenizer`` protocol, k-means tokenizers over log-mel / MFCC
+  features or the layer of a masked-prediction encoder trained here
+  (``MaskedFeatureEncoder``, HuBERT-style), a loader for a local HuBERT checkpoint: the
+  semantic tokens.
+- :mod:`.transformers`: the causal Transformer with a KV cache, token layouts with
+  per-level offsets, and the semantic, coarse and fine stages.
+- :mod:`.audiolm`: ``AudioLM`` (``continue_audio``, ``generate_from_semantic``).
+- :mod:`.metrics`: ``si_snr``, ``log_mel_distance`` and ``pesq_score`` (optional ``pesq``).
+"""
+
+from .audiolm import AudioLM
+from .codec import (
+    CodecConfig,
+    CodecOutput,
+    CodecTrainConfig,
+    CodecTrainResult,
+    SoundStream,
+    train_codec,
+)
+from .codec_losses import (
+    CodecDiscriminator,
+    DiscriminatorOutput,
+    MultiScaleWaveDiscriminator,
+    STFTDiscriminator,
+    WaveDiscriminator,
+    discriminator_hinge_loss,
+    feature_matching_loss,
+    generator_hinge_loss,
+    mel_spectrogram,
+    multiscale_mel_loss,
+)
+from .metrics import log_mel_distance, pesq_score, si_snr
+from .quantizers import QuantizerOutput, ResidualVectorQuantizer
+from .semantic import (
+    HuBERTFeatures,
+    KMeansResult,
+    KMeansTokenizer,
+    LogMelFeatures,
+    MaskedFeatureEncoder,
+    MFCCFeatures,
+    SSLFeatures,
+    Tokenizer,
+    check_rate_alignment,
+    kmeans,
+    num_token_frames,
+    remove_consecutive_duplicates,
+    train_masked_encoder,
+)
+from .transformers import (
+    CausalTransformer,
+    CoarseStage,
+    CoarseStageConfig,
+    FineStage,
+    FineStageConfig,
+    KVCache,
+    SemanticStage,
+    SemanticStageConfig,
+    SpecialTokens,
+    TokenSequence,
+    TransformerConfig,
+    flatten_codes,
+    sample_logits,
+    stage_loss,
+    unflatten_codes,
+)
+
+__all__ = [
+    # acoustic tokens
+    "ResidualVectorQuantizer", "QuantizerOutput", "SoundStream", "CodecConfig",
+    "CodecOutput", "CodecTrainConfig", "CodecTrainResult", "train_codec",
+    "mel_spectrogram", "multiscale_mel_loss", "DiscriminatorOutput", "WaveDiscriminator",
+    "MultiScaleWaveDiscriminator", "STFTDiscriminator", "CodecDiscriminator",
+    "discriminator_hinge_loss", "generator_hinge_loss", "feature_matching_loss",
+    # semantic tokens
+    "Tokenizer", "num_token_frames", "check_rate_alignment", "LogMelFeatures",
+    "MFCCFeatures", "KMeansResult", "kmeans", "KMeansTokenizer", "MaskedFeatureEncoder",
+    "SSLFeatures", "train_masked_encoder", "HuBERTFeatures", "remove_consecutive_duplicates",
+    # stages and the model
+    "TransformerConfig", "CausalTransformer", "KVCache", "sample_logits", "flatten_codes",
+    "unflatten_codes", "SpecialTokens", "TokenSequence", "SemanticStageConfig",
+    "CoarseStageConfig", "FineStageConfig", "SemanticStage", "CoarseStage", "FineStage",
+    "stage_loss", "AudioLM",
+    # metrics
+    "si_snr", "log_mel_distance", "pesq_score",
+]
