@@ -7,6 +7,7 @@
     lutece grouptest init|next|record|status|export ...   a pooled-testing campaign
     lutece diarize IN.wav [...] -o OUT_DIR [--model CKPT]  who spoke when, as RTTM
     lutece diarization simulate|train|evaluate ...        diarization data, models, DER
+    lutece audiolm train-codec|train-semantic|train-stage|continue ...   AudioLM from a folder
     lutece factorize DATA.csv --rank R [--normalize both] --out DIR   quantile-normalized
                                                   low-rank factorization of a CSV matrix
     lutece permutations --nsynth-train DIR --nsynth-test DIR [--quick] [--out DIR]
@@ -67,6 +68,9 @@ def _build_parser() -> argparse.ArgumentParser:
     from .audio.diarization import commands as diarization
 
     diarization.add_parsers(commands)
+    from .audio.lm import commands as audiolm
+
+    audiolm.add_parsers(commands)
     from .factorization import commands as factorize
 
     factorize.add_parser(commands)
@@ -171,6 +175,10 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "diarize":
             return diarization.run_diarize(args)
         return diarization.run_diarization(args)
+    if args.command == "audiolm":
+        from .audio.lm import commands as audiolm
+
+        return audiolm.run(args)
     if args.command == "factorize":
         from .factorization import commands as factorize
 

@@ -17,6 +17,8 @@ over hybrid tokens, trained from scratch on a folder of audio (no pretrained wei
 - :mod:`.transformers`: the causal Transformer with a KV cache, token layouts with
   per-level offsets, and the semantic, coarse and fine stages.
 - :mod:`.audiolm`: ``AudioLM`` (``continue_audio``, ``generate_from_semantic``).
+- :mod:`.data`, :mod:`.presets`, :mod:`.commands`: the training recipe on a folder of audio
+  (seeded random crops, precomputed tokens, size presets) and ``lutece audiolm ...``.
 - :mod:`.metrics`: ``si_snr``, ``log_mel_distance`` and ``pesq_score`` (optional ``pesq``).
 """
 
@@ -41,7 +43,18 @@ from .codec_losses import (
     mel_spectrogram,
     multiscale_mel_loss,
 )
+from .data import (
+    AudioCropDataset,
+    CoarseTokenCrops,
+    FineTokenCrops,
+    SemanticTokenCrops,
+    TokenStore,
+    find_audio_files,
+    model_fingerprint,
+    precompute_tokens,
+)
 from .metrics import log_mel_distance, pesq_score, si_snr
+from .presets import AudioLMPreset, StageRecipe, TokenizerRecipe, load_preset
 from .quantizers import QuantizerOutput, ResidualVectorQuantizer
 from .semantic import (
     HuBERTFeatures,
@@ -92,6 +105,10 @@ __all__ = [
     "unflatten_codes", "SpecialTokens", "TokenSequence", "SemanticStageConfig",
     "CoarseStageConfig", "FineStageConfig", "SemanticStage", "CoarseStage", "FineStage",
     "stage_loss", "AudioLM",
+    # training recipe
+    "find_audio_files", "AudioCropDataset", "TokenStore", "precompute_tokens",
+    "model_fingerprint", "SemanticTokenCrops", "CoarseTokenCrops", "FineTokenCrops",
+    "AudioLMPreset", "TokenizerRecipe", "StageRecipe", "load_preset",
     # metrics
     "si_snr", "log_mel_distance", "pesq_score",
 ]
