@@ -57,6 +57,7 @@ bench: bench-setup
 	$(BIN)/python benchmarks/audio_frontends.py
 	$(BIN)/python benchmarks/diffstride.py
 	$(BIN)/python benchmarks/diarization.py
+	$(BIN)/python benchmarks/audiolm.py
 
 clean:
 	rm -rf $(VENV) runs build dist .pytest_cache .ruff_cache .cache

@@ -61,3 +61,11 @@ def test_diarization_benchmark_quick():
     out = _quick_output("diarization.py")
     assert "| DIVE (96 ch, 4 speakers/window) |" in out and "RTF / DIVE's" in out
     assert "growth MiB" in out and "frames/s" in out
+
+
+def test_audiolm_benchmark_quick():
+    out = _quick_output("audiolm.py")
+    assert "| codec | parameters | kbit/s | encode s | encode RTF |" in out
+    assert "| AudioLM (CodecConfig()) |" in out and "| small |" in out
+    assert "| tokens | cached s | cached tokens/s | uncached s | uncached tokens/s |" in out
+    assert "| 200 |" in out and "KV cache speedup at 200 tokens:" in out
