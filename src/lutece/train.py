@@ -44,6 +44,7 @@ __all__ = [
     "seed_everything",
     "resolve_device",
     "atomic_save",
+    "load_tagged",
     "distributed_context",
 ]
 
@@ -132,6 +133,29 @@ def atomic_save(obj: Any, path: str | os.PathLike) -> None:
     temporary = path.with_name(f".{path.name}.tmp{os.getpid()}")
     torch.save(obj, temporary)
     os.replace(temporary, path)
+
+
+def load_tagged(fn: str, path: str | os.PathLike, expected_format: str, kind: str, *,
+                hint: str = "") -> dict[str, Any]:
+    """Read a dict saved with ``{"format": expected_format, ...}`` (the tag every lutece
+    model or data file carries), on CPU.
+
+    Raises:
+        FileNotFoundError: ``"{fn}: no {kind} at '{path}'"``.
+        ValueError: the file cannot be read by ``torch.load``, or it is not a dict with that
+            tag (``"is not a lutece {kind}"``, then ``hint``, e.g. how to make one).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{fn}: no {kind} at '{path}'")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as error:  # noqa: BLE001 - one clear message for any unreadable file
+        raise ValueError(f"{fn}: '{path}' is not a readable {kind} ({error})") from error
+    if not isinstance(payload, dict) or payload.get("format") != expected_format:
+        raise ValueError(f"{fn}: '{path}' is not a lutece {kind} (expected format "
+                         f"{expected_format!r}){hint}")
+    return payload
 
 
 @dataclass(frozen=True)

@@ -67,7 +67,7 @@ def test_diarize_errors(tmp_path, recordings, capsys):
     (tmp_path / "junk.pt").write_text("junk")
     assert main(["diarize", str(paths[0]), "-o", str(tmp_path / "o"),
                  "--model", str(tmp_path / "junk.pt")]) == 2
-    assert "not a readable checkpoint" in capsys.readouterr().err
+    assert "not a readable diarization checkpoint" in capsys.readouterr().err
     # an unreadable file among good ones: the others are still written, exit status 1
     broken = tmp_path / "broken.wav"
     broken.write_bytes(b"not audio")

@@ -192,10 +192,10 @@ def test_checkpoint_round_trip_and_errors(tmp_path):
             torch.testing.assert_close(a, b)
         else:
             torch.testing.assert_close(a.activity_logits, b.activity_logits)
-    with pytest.raises(FileNotFoundError, match="no checkpoint"):
+    with pytest.raises(FileNotFoundError, match="no diarization checkpoint"):
         load_diarizer(tmp_path / "missing.pt")
     (tmp_path / "junk.pt").write_text("not a checkpoint")
-    with pytest.raises(ValueError, match="not a readable checkpoint"):
+    with pytest.raises(ValueError, match="not a readable diarization checkpoint"):
         load_diarizer(tmp_path / "junk.pt")
     torch.save({"format": "other"}, tmp_path / "other.pt")
     with pytest.raises(ValueError, match="not a lutece diarization checkpoint"):

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from ...train import TrainConfig, atomic_save, seed_everything, train
+from ...train import TrainConfig, atomic_save, load_tagged, seed_everything, train
 from .annotation import Annotation, annotation_to_frames
 from .dive import DIVE, DiveConfig, PITDiarizer, build_model, dive_loss, pit_loss
 
@@ -183,18 +183,8 @@ def save_diarizer(model: torch.nn.Module, path: str | os.PathLike, **extra) -> P
 
 def load_diarizer(path: str | os.PathLike) -> torch.nn.Module:
     """The model saved by :func:`save_diarizer`, in eval mode on CPU."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"load_diarizer: no checkpoint at '{path}'")
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as error:  # noqa: BLE001 - any unreadable file gets one clear message
-        raise ValueError(f"load_diarizer: '{path}' is not a readable checkpoint ({error})") \
-            from error
-    if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
-        raise ValueError(f"load_diarizer: '{path}' is not a lutece diarization checkpoint "
-                         f"(expected format {CHECKPOINT_FORMAT!r}); train one with "
-                         f"`lutece diarization train`")
+    payload = load_tagged("load_diarizer", path, CHECKPOINT_FORMAT, "diarization checkpoint",
+                          hint="; train one with `lutece diarization train`")
     model = build_model(DiveConfig.from_dict(payload["config"]))
     model.load_state_dict(payload["state_dict"])
     return model.eval()

@@ -53,7 +53,7 @@ from torch.nn import functional as F
 from tqdm.auto import tqdm
 
 from ..._validation import check_finite, check_floating, check_tensor
-from ...train import _truncate_log, atomic_save, resolve_device, seed_everything
+from ...train import _truncate_log, atomic_save, load_tagged, resolve_device, seed_everything
 from . import codec_losses
 from .codec_losses import (
     MEL_SCALES,
@@ -347,18 +347,7 @@ class SoundStream(nn.Module):
 
     @staticmethod
     def _read(fn: str, path: str | Path) -> dict[str, Any]:
-        path = Path(path)
-        if not path.is_file():
-            raise FileNotFoundError(f"{fn}: no checkpoint at '{path}'")
-        try:
-            payload = torch.load(path, map_location="cpu", weights_only=False)
-        except Exception as error:  # noqa: BLE001 - one clear message for any unreadable file
-            raise ValueError(f"{fn}: '{path}' is not a readable checkpoint ({error})") \
-                from error
-        if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
-            raise ValueError(f"{fn}: '{path}' is not a lutece SoundStream checkpoint "
-                             f"(expected format {CHECKPOINT_FORMAT!r})")
-        return payload
+        return load_tagged(fn, path, CHECKPOINT_FORMAT, "SoundStream checkpoint")
 
     @classmethod
     def from_checkpoint(cls, path: str | Path, config: CodecConfig | None = None

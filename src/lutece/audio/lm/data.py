@@ -53,7 +53,7 @@ from torch.nn import functional as F
 from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
-from ...train import atomic_save
+from ...train import atomic_save, load_tagged
 from ..io import AudioFileError, info, load
 from .semantic import check_rate_alignment
 
@@ -329,16 +329,7 @@ class TokenStore:
     @classmethod
     def load(cls, path: str | os.PathLike) -> TokenStore:
         fn = "TokenStore.load"
-        path = Path(path)
-        if not path.is_file():
-            raise FileNotFoundError(f"{fn}: no token store at '{path}'")
-        try:
-            payload = torch.load(path, map_location="cpu", weights_only=False)
-        except Exception as error:  # noqa: BLE001 - one clear message for any unreadable file
-            raise ValueError(f"{fn}: '{path}' is not a readable file ({error})") from error
-        if not isinstance(payload, dict) or payload.get("format") != TOKEN_STORE_FORMAT:
-            raise ValueError(f"{fn}: '{path}' is not a lutece token store (expected format "
-                             f"{TOKEN_STORE_FORMAT!r})")
+        payload = load_tagged(fn, path, TOKEN_STORE_FORMAT, "token store")
         payload.pop("format")
         payload["semantic"] = [tokens.long() for tokens in payload["semantic"]]
         payload["codes"] = [codes.long() for codes in payload["codes"]]

@@ -54,7 +54,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import TensorDataset
 
 from ..._validation import check_choice, check_finite, check_floating, check_tensor
-from ...train import TrainConfig, TrainResult, atomic_save, train
+from ...train import TrainConfig, TrainResult, atomic_save, load_tagged, train
 from ..frontends.mel import MelFilterbank
 
 __all__ = ["Tokenizer", "num_token_frames", "check_rate_alignment", "LogMelFeatures",
@@ -744,16 +744,7 @@ class KMeansTokenizer(nn.Module):
         :class:`HuBERTFeatures`) must be passed as ``features`` (its weights are then
         loaded from the file, which must match it)."""
         fn = "KMeansTokenizer.load"
-        path = Path(path)
-        if not path.is_file():
-            raise FileNotFoundError(f"{fn}: no tokenizer at '{path}'")
-        try:
-            payload = torch.load(path, map_location="cpu", weights_only=False)
-        except Exception as error:  # noqa: BLE001 - one clear message for any unreadable file
-            raise ValueError(f"{fn}: '{path}' is not a readable file ({error})") from error
-        if not isinstance(payload, dict) or payload.get("format") != TOKENIZER_FORMAT:
-            raise ValueError(f"{fn}: '{path}' is not a lutece KMeansTokenizer file "
-                             f"(expected format {TOKENIZER_FORMAT!r})")
+        payload = load_tagged(fn, path, TOKENIZER_FORMAT, "KMeansTokenizer file")
         spec, config = payload["features"], payload["config"]
         kwargs: dict[str, Any] = {}
         if features is not None:

@@ -58,7 +58,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from ..._validation import check_floating, check_tensor
-from ...train import atomic_save
+from ...train import atomic_save, load_tagged
 
 __all__ = ["TransformerConfig", "CausalTransformer", "KVCache", "sample_logits",
            "flatten_codes", "unflatten_codes", "SpecialTokens",
@@ -703,13 +703,7 @@ class _Stage(nn.Module):
         """The stage stored at ``path`` by :meth:`save`, in eval mode on CPU. A checkpoint of
         another stage, or (when ``config`` is given) of another configuration, is an error."""
         fn = f"{cls.__name__}.from_checkpoint"
-        path = Path(path)
-        if not path.is_file():
-            raise FileNotFoundError(f"{fn}: no checkpoint at '{path}'")
-        payload = torch.load(path, map_location="cpu", weights_only=False)
-        if not isinstance(payload, dict) or payload.get("format") != STAGE_FORMAT:
-            raise ValueError(f"{fn}: '{path}' is not a lutece AudioLM stage checkpoint "
-                             f"(expected format {STAGE_FORMAT!r})")
+        payload = load_tagged(fn, path, STAGE_FORMAT, "AudioLM stage checkpoint")
         if payload["stage"] != cls.__name__:
             raise ValueError(f"{fn}: '{path}' holds a {payload['stage']}, not a {cls.__name__}")
         stored = cls.config_class(**payload["config"])
