@@ -31,7 +31,7 @@ _REGISTRY: dict[str, Experiment] = {}
 
 # The modules that define experiments, imported on first use of the registry.
 _MODULES = ["sorting", "perturbed", "ot", "grouptesting", "leaf", "diffstride", "diarization",
-            "quantile_factorization", "ot_extensions", "permutations"]
+            "quantile_factorization", "ot_extensions", "permutations", "audiolm"]
 
 
 def register(name: str, title: str, quick_budget_seconds: float) -> Callable[

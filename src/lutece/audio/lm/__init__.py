@@ -20,6 +20,8 @@ over hybrid tokens, trained from scratch on a folder of audio (no pretrained wei
 - :mod:`.data`, :mod:`.presets`, :mod:`.commands`: the training recipe on a folder of audio
   (seeded random crops, precomputed tokens, size presets) and ``lutece audiolm ...``.
 - :mod:`.metrics`: ``si_snr``, ``log_mel_distance`` and ``pesq_score`` (optional ``pesq``).
+- :mod:`.evaluation`: codec quality vs bitrate, token rates and stage perplexity, a machine
+  ABX over DTW-aligned frames, and prompt/continuation consistency (speaker, key, timbre).
 """
 
 from .audiolm import AudioLM
@@ -52,6 +54,24 @@ from .data import (
     find_audio_files,
     model_fingerprint,
     precompute_tokens,
+)
+from .evaluation import (
+    CodecQualityRow,
+    ConsistencyScore,
+    abx_error,
+    abx_error_from_distances,
+    chroma_profile,
+    codec_quality,
+    consistency_scores,
+    dtw_distance,
+    frame_costs,
+    music_consistency,
+    pairwise_dtw,
+    speaker_embeddings,
+    speech_consistency,
+    stage_perplexity,
+    timbre_features,
+    token_rates,
 )
 from .metrics import log_mel_distance, pesq_score, si_snr
 from .presets import AudioLMPreset, StageRecipe, TokenizerRecipe, load_preset
@@ -111,4 +131,9 @@ __all__ = [
     "AudioLMPreset", "TokenizerRecipe", "StageRecipe", "load_preset",
     # metrics
     "si_snr", "log_mel_distance", "pesq_score",
+    # evaluation
+    "CodecQualityRow", "codec_quality", "token_rates", "stage_perplexity", "frame_costs",
+    "dtw_distance", "pairwise_dtw", "abx_error", "abx_error_from_distances",
+    "ConsistencyScore", "consistency_scores", "speaker_embeddings", "chroma_profile",
+    "timbre_features", "speech_consistency", "music_consistency",
 ]

@@ -1,0 +1,76 @@
+"""The AudioLM experiment runs end to end (at a toy size here; the quick mode itself is a slow
+test) and reports every number, table and figure; a quick run makes no verdict."""
+
+import pytest
+import torch
+
+from lutece.experiments import get
+from lutece.experiments.audiolm import CONDITIONS, default_config, run_with
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Many tiny ops: one thread is faster than two here, and far faster on a busy machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def _toy_config():
+    config = default_config(True, 0)
+    config.update({"clip_seconds": 1.2, "prompt_seconds": 0.6, "voices": 2, "words": 3,
+                   "instruments": 2, "train_speech": 6, "train_music": 6,
+                   "test_per_identity": 2, "abx_repeats": 2, "abx_pitches": 3,
+                   "codec_channels": 2, "latent_dim": 8, "levels": 2, "codebook_size": 16,
+                   "codec_steps": 2, "codec_batch": 4, "num_clusters": 8, "encoder_dim": 16,
+                   "encoder_layers": 1, "ssl_layer": 1, "encoder_steps": 2,
+                   "coarse_levels": 1, "stage_dim": 16, "stage_layers": 1, "stage_steps": 2,
+                   "stage_batch": 4, "probe_steps": 2})
+    return config
+
+
+def test_audiolm_experiment_at_toy_size():
+    config = _toy_config()
+    result = run_with(config, quick=True, seed=0)
+    metrics = result.metrics
+    assert result.claim_shown is None and "too small" in result.notes
+    assert "60k hours" in result.notes and "51.2%" in result.notes
+    ssl = "masked-encoder_layer_1_k-means"
+    for domain in ("words", "notes"):
+        for mode in ("within", "across"):
+            for name in ("MFCC_k-means", ssl, "codec_level_1", "codec_all_levels_(embedded)",
+                         "MFCC_frames", "masked-encoder_layer", "codec_encoder_latent"):
+                assert 0.0 <= metrics[f"abx_{domain}_{mode}_{name}"] <= 1.0
+    for name in ("MFCC_k-means", ssl, "codec_level_1", "codec_all_2_levels"):
+        assert metrics[f"probe_log_mel_{name}"] > 0
+    for condition in CONDITIONS:
+        key = condition.replace(" ", "_")
+        for field in ("speech_voice_accuracy", "speech_voice_auc", "music_instrument_accuracy",
+                      "music_instrument_auc", "music_key_auc"):
+            assert 0.0 <= metrics[f"{field}_{key}"] <= 1.0
+    for levels in (1, 2):
+        assert metrics[f"codec_log_mel_{levels}_levels"] > 0
+        assert f"codec_si_snr_db_{levels}_levels" in metrics
+    for stage in ("semantic", "coarse", "fine"):
+        assert metrics[f"perplexity_{stage}"] >= 1.0
+    # AudioLM's arithmetic at this size: 25 Hz semantic, 50 Hz x 1 coarse, 50 Hz x 1 fine
+    assert metrics["token_rate_semantic"] == 25 and metrics["token_rate_coarse"] == 50
+    assert metrics["token_rate_fine"] == 50
+    for key in ("part1_semantic_lower_abx", "part1_semantic_reconstructs_worse",
+                "part2_continuation_keeps_identity", "codec_log_mel_monotone"):
+        assert metrics[key] in (0, 1)
+    assert metrics["speaker_embedding"] in ("dvector", "mfcc")
+    assert metrics["voice_chance"] == 0.5 and metrics["seeds"] == 1
+    assert set(result.figures) == {"audiolm_codec_bitrate", "audiolm_spectrograms",
+                                   "audiolm_tradeoff"}
+    assert all(png.startswith(b"\x89PNG") for png in result.figures.values())
+    assert [len(table.rows) for table in result.tables] == [7, 4, 4, 2, 3]
+    assert result.tables[2].rows[0][0] == CONDITIONS[0]
+
+
+@pytest.mark.slow
+def test_quick_audiolm_experiment_within_budget():
+    result = get("audiolm").run(True, 0)
+    assert result.seconds < 300
+    assert result.claim_shown is None
