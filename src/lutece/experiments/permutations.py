@@ -305,6 +305,13 @@ def run_with(config: dict, quick: bool, seed: int) -> ExperimentResult:
             "Time-frequency soft-rank patches "
             + " and ".join(f"{'are' if v else 'are not'} the best of T / F / TF on {t}"
                            for t, v in tf_best.items()) + ".")
+    reference = soft.get("time_frequency") or (labels[0] if labels else None)
+    if reference is not None:
+        summary_parts.append(
+            f"{reference} minus the random encoder: family "
+            f"{100 * (means[reference]['family'] - means['random encoder']['family']):+.1f}, "
+            f"pitch {100 * (means[reference]['pitch'] - means['random encoder']['pitch']):+.1f}"
+            f" points.")
     summary_parts.append(
         f"Mean pre-training time {np.mean(pretrain_seconds):.1f} s for {config['steps']} "
         f"steps of {config['batch']}.")
