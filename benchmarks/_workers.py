@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib.metadata
 import json
 import os
 import shutil
@@ -24,6 +25,22 @@ def median_time(fn, repeats: int) -> tuple[float, object]:
         result = fn()
         times.append(time.perf_counter() - start)
     return statistics.median(times), result
+
+
+def versions(*names: str) -> str:
+    """``"name version, ..."`` of the installed distributions among ``names``."""
+    found = []
+    for name in names:
+        try:
+            found.append(f"{name} {importlib.metadata.version(name)}")
+        except importlib.metadata.PackageNotFoundError:
+            pass
+    return ", ".join(found)
+
+
+def fmt(value: float | None, digits: int = 3) -> str:
+    """A table cell: ``digits`` significant digits, or "-" for a missing value."""
+    return "-" if value is None else f"{value:.{digits}g}"
 
 
 def torch_setup(threads: int):

@@ -34,14 +34,13 @@ operator's OpenMP barrier waits for a descheduled thread, which made batch-1 sam
 
 from __future__ import annotations
 
-import importlib.metadata
 import importlib.util
 import os
 import platform
 import time
 
+from _workers import fmt, median_time, spawn, torch_setup, versions
 from _workers import main as worker_main
-from _workers import median_time, spawn, torch_setup
 
 SECTION = "## AudioLM (lutece.audio.lm: codec real-time factor, KV-cache sampling)"
 THREADS = 1
@@ -169,20 +168,6 @@ def _spawn(name: str, *args) -> dict | None:
     return spawn(__file__, THREADS, name, *args)
 
 
-def _versions() -> str:
-    found = []
-    for name in ("torch", "lutece", "audiolm-pytorch"):
-        try:
-            found.append(f"{name} {importlib.metadata.version(name)}")
-        except importlib.metadata.PackageNotFoundError:
-            pass
-    return ", ".join(found)
-
-
-def _fmt(value: float | None, digits: int = 3) -> str:
-    return "-" if value is None else f"{value:.{digits}g}"
-
-
 def _ratio(ours: float | None, anchor: float | None) -> float | None:
     return ours / anchor if ours is not None and anchor else None
 
@@ -212,10 +197,10 @@ def run(quick: bool) -> str:
         anchor_enc = theirs and theirs["encode"] / seconds
         anchor_dec = theirs and theirs["decode"] / seconds
         codec_rows.append(
-            f"| {preset} | {ours and ours['parameters']} | {_fmt(ours and ours['kbps'])} | "
-            f"{_fmt(ours and ours['encode'])} | {_fmt(enc)} | {_fmt(ours and ours['decode'])} "
-            f"| {_fmt(dec)} | {_fmt(anchor_enc)} | {_fmt(anchor_dec)} | "
-            f"{_fmt(_ratio(enc, anchor_enc))} | {_fmt(_ratio(dec, anchor_dec))} |")
+            f"| {preset} | {ours and ours['parameters']} | {fmt(ours and ours['kbps'])} | "
+            f"{fmt(ours and ours['encode'])} | {fmt(enc)} | {fmt(ours and ours['decode'])} "
+            f"| {fmt(dec)} | {fmt(anchor_enc)} | {fmt(anchor_dec)} | "
+            f"{fmt(_ratio(enc, anchor_enc))} | {fmt(_ratio(dec, anchor_dec))} |")
 
     sampling_rows, speedups = [], {}
     for tokens in lengths:
@@ -228,12 +213,12 @@ def run(quick: bool) -> str:
         speedup = _ratio(_per_token(uncached), _per_token(cached))
         speedups[tokens] = speedup
         sampling_rows.append(
-            f"| {tokens} | {_fmt(cached and cached['seconds'])} | {_fmt(_rate(cached))} | "
-            f"{_fmt(uncached and uncached['seconds'])} | {_fmt(_rate(uncached))} | "
-            f"{_fmt(speedup)} | {_fmt(_rate(anchor_cached))} | {_fmt(_rate(anchor_uncached))} "
-            f"| {_fmt(_ratio(_per_token(anchor_uncached), _per_token(anchor_cached)))} | "
-            f"{_fmt(_ratio(_per_token(cached), _per_token(anchor_cached)))} | "
-            f"{_fmt(_ratio(_per_token(uncached), _per_token(anchor_uncached)))} |")
+            f"| {tokens} | {fmt(cached and cached['seconds'])} | {fmt(_rate(cached))} | "
+            f"{fmt(uncached and uncached['seconds'])} | {fmt(_rate(uncached))} | "
+            f"{fmt(speedup)} | {fmt(_rate(anchor_cached))} | {fmt(_rate(anchor_uncached))} "
+            f"| {fmt(_ratio(_per_token(anchor_uncached), _per_token(anchor_cached)))} | "
+            f"{fmt(_ratio(_per_token(cached), _per_token(anchor_cached)))} | "
+            f"{fmt(_ratio(_per_token(uncached), _per_token(anchor_uncached)))} |")
 
     checked = max(lengths)
     speedup = speedups[checked]
@@ -243,11 +228,12 @@ def run(quick: bool) -> str:
         verdict = "FAIL (no measurement)"
     else:
         verdict = "PASS" if speedup >= CACHE_TARGET else "FAIL"
-    check = (f"KV cache speedup at {checked} tokens: {_fmt(speedup)}x (required at "
+    check = (f"KV cache speedup at {checked} tokens: {fmt(speedup)}x (required at "
              f"{CACHE_TARGET_TOKENS} tokens: >= {CACHE_TARGET:g}x): {verdict}")
 
     machine = (f"{platform.machine()}, {os.cpu_count()} cores visible, {THREADS} thread per "
-               f"run, {_versions()}; load average {_fmt(load)} at the start; "
+               f"run, {versions('torch', 'lutece', 'audiolm-pytorch')}; load average "
+               f"{fmt(load)} at the start; "
                f"{time.strftime('%Y-%m-%d')}")
     transformer = (f"d = {TRANSFORMER['dim']}, {TRANSFORMER['num_layers']} layers, "
                    f"{TRANSFORMER['num_heads']} heads, vocabulary {VOCAB_SIZE}")

@@ -26,7 +26,6 @@ fixed-iteration mode under ``torch.compile`` against eager.
 from __future__ import annotations
 
 import datetime
-import importlib.metadata
 import importlib.util
 import os
 import platform
@@ -36,7 +35,7 @@ import time
 import numpy as np
 
 from _workers import main as worker_main
-from _workers import median_time, spawn, torch_setup
+from _workers import median_time, spawn, torch_setup, versions
 from lutece.data import mean_squared_distance, ot_benchmark_clouds
 
 # This file is named like POT's package: keep its folder off the path so that ``import ot``
@@ -263,17 +262,6 @@ def _has(module: str) -> bool:
     return importlib.util.find_spec(module) is not None
 
 
-def _versions() -> str:
-    names = ["torch", "pot", "jax", "ott-jax"]
-    found = []
-    for name in names:
-        try:
-            found.append(f"{name} {importlib.metadata.version(name)}")
-        except importlib.metadata.PackageNotFoundError:
-            pass
-    return ", ".join(found)
-
-
 def _cell(result: dict | None, ours: dict | None) -> list[str]:
     if result is None:
         return ["-", "-", "-"]
@@ -358,7 +346,8 @@ def run(quick: bool) -> str:
     return "\n".join([
         SECTION, "",
         f"Measured {today} on {platform.processor() or platform.machine()} "
-        f"({os.cpu_count()} cores, {THREADS} threads per library), {_versions()}. float32, "
+        f"({os.cpu_count()} cores, {THREADS} threads per library), "
+        f"{versions('torch', 'pot', 'jax', 'ott-jax')}. float32, "
         f"epsilon = {EPSILON_SCALE} x mean(C) (absolute, the same for all), L2 marginal "
         "error checked every 10 iterations against 0.01 / n^0.33, at most "
         f"{MAX_ITERATIONS} iterations, cost build included, median of 10 / 5 / 3 runs "

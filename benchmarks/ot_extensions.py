@@ -25,14 +25,13 @@ intra-op threads; peak RSS increase over the process's state after imports and d
 
 from __future__ import annotations
 
-import importlib.metadata
 import os
 import platform
 import sys
 import time
 
+from _workers import fmt, median_time, spawn, torch_setup, versions
 from _workers import main as worker_main
-from _workers import median_time, spawn, torch_setup
 from lutece.experiments._timing import fitted_exponent
 
 # A sibling script is named like POT's package: keep this folder off the path so that
@@ -183,20 +182,6 @@ def _spawn(name: str, *args) -> dict | None:
     return spawn(__file__, THREADS, name, *args)
 
 
-def _versions() -> str:
-    found = []
-    for name in ("torch", "pot"):
-        try:
-            found.append(f"{name} {importlib.metadata.version(name)}")
-        except importlib.metadata.PackageNotFoundError:
-            pass
-    return ", ".join(found)
-
-
-def _fmt(value: float | None, digits: int = 3) -> str:
-    return "-" if value is None else f"{value:.{digits}g}"
-
-
 def run(quick: bool) -> str:
     low_rank_sizes = [1000, 10_000] if quick else [1000, 10_000, 100_000, 1_000_000]
     full_sizes = [1000, 4000] if quick else [1000, 4000, 20_000]
@@ -220,11 +205,11 @@ def run(quick: bool) -> str:
             full_times.append((n, full["per_step"]))
         ratio = pot["per_step"] / ours["per_step"] if ours and pot else None
         rows.append(
-            f"| {n} | {_fmt(ours and 1e3 * ours['per_step'])} | "
-            f"{_fmt(ours and ours['increase_mib'])} | {_fmt(ours and ours['cost'], 4)} | "
-            f"{_fmt(pot and 1e3 * pot['per_step'])} | {_fmt(pot and pot['cost'], 4)} | "
-            f"{_fmt(ratio)} | {_fmt(full and 1e3 * full['per_step'])} | "
-            f"{_fmt(full and full['increase_mib'])} | {_fmt(exact and exact['cost'], 4)} |")
+            f"| {n} | {fmt(ours and 1e3 * ours['per_step'])} | "
+            f"{fmt(ours and ours['increase_mib'])} | {fmt(ours and ours['cost'], 4)} | "
+            f"{fmt(pot and 1e3 * pot['per_step'])} | {fmt(pot and pot['cost'], 4)} | "
+            f"{fmt(ratio)} | {fmt(full and 1e3 * full['per_step'])} | "
+            f"{fmt(full and full['increase_mib'])} | {fmt(exact and exact['cost'], 4)} |")
     exponents = []
     for name, pairs in (("lutece low-rank", lr_times), ("lutece full Sinkhorn", full_times)):
         if len(pairs) >= 2:
@@ -237,14 +222,14 @@ def run(quick: bool) -> str:
                    for name in ("lutece", "lutece_dense", "pot")}
         ours, dense, pot = results["lutece"], results["lutece_dense"], results["pot"]
         gw_rows.append(
-            f"| {n} | {_fmt(ours and ours['seconds'])} | {_fmt(ours and ours['cost'], 6)} | "
-            f"{ours and ours['iterations']} | {_fmt(dense and dense['seconds'])} | "
-            f"{_fmt(pot and pot['seconds'])} | {_fmt(pot and pot['cost'], 6)} | "
-            f"{_fmt(pot and ours and pot['seconds'] / ours['seconds'])} | "
-            f"{_fmt(pot and dense and pot['seconds'] / dense['seconds'])} |")
+            f"| {n} | {fmt(ours and ours['seconds'])} | {fmt(ours and ours['cost'], 6)} | "
+            f"{ours and ours['iterations']} | {fmt(dense and dense['seconds'])} | "
+            f"{fmt(pot and pot['seconds'])} | {fmt(pot and pot['cost'], 6)} | "
+            f"{fmt(pot and ours and pot['seconds'] / ours['seconds'])} | "
+            f"{fmt(pot and dense and pot['seconds'] / dense['seconds'])} |")
 
     machine = (f"{platform.machine()}, {os.cpu_count()} cores visible, {THREADS} threads per "
-               f"run, {_versions()}; {time.strftime('%Y-%m-%d')}")
+               f"run, {versions('torch', 'pot')}; {time.strftime('%Y-%m-%d')}")
     return "\n".join([
         SECTION, "",
         f"Machine: {machine}. {'Quick grid' if quick else 'Full grid'}; protocol in "
