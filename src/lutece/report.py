@@ -1,8 +1,10 @@
 """Experiment results -> ``metrics.json`` and one self-contained ``report.html``.
 
 Each experiment returns an :class:`ExperimentResult`: the paper's claim, what we measured,
-the numbers, tables and figures (PNG bytes, embedded in the page as base64), the seed and
-whether the run was a quick one too small to show the claim. The page also records the
+the numbers, tables, figures (PNG bytes) and sound examples (WAV bytes), both embedded in the
+page as base64 and kept as files beside ``result.json``, the seed and whether the run was a
+quick one too small to show the claim. Sound players never start on their own
+(``preload="none"``, no autoplay). The page also records the
 software versions and the machine, so a number can always be traced to how it was made.
 """
 
@@ -26,6 +28,7 @@ __all__ = [
     "Table",
     "ExperimentResult",
     "figure_to_png",
+    "wave_to_wav",
     "environment",
     "write_report",
     "save_result",
@@ -56,6 +59,7 @@ class ExperimentResult:
         metrics: flat ``{name: number or string}``; every number of the summary is here.
         tables: further tables shown on the page.
         figures: ``{file stem: PNG bytes}``.
+        audio: ``{file stem: WAV bytes}`` (see :func:`wave_to_wav`), shown as players.
         seed: the seed of the run.
         quick: whether this is the reduced quick mode.
         claim_shown: True / False if the run supports / contradicts the claim, None if it is
@@ -72,6 +76,7 @@ class ExperimentResult:
     metrics: dict[str, Any]
     tables: list[Table] = field(default_factory=list)
     figures: dict[str, bytes] = field(default_factory=dict)
+    audio: dict[str, bytes] = field(default_factory=dict)
     seed: int = 0
     quick: bool = True
     claim_shown: bool | None = None
@@ -86,6 +91,33 @@ def figure_to_png(figure: Any, dpi: int = 110) -> bytes:
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=dpi, bbox_inches="tight")
     plt.close(figure)
+    return buffer.getvalue()
+
+
+def wave_to_wav(wave: Any, sample_rate: int) -> bytes:
+    """A mono wave (``(samples,)`` floats, nominally in [-1, 1]; tensor or array) as the bytes
+    of a 16-bit PCM WAV file at ``sample_rate`` Hz. Samples outside [-1, 1] are clipped."""
+    import wave as wave_module
+
+    import numpy as np
+
+    if hasattr(wave, "detach"):
+        wave = wave.detach().cpu().numpy()
+    samples = np.asarray(wave, dtype=np.float64)
+    if samples.ndim != 1 or samples.size == 0:
+        raise ValueError(f"wave_to_wav: wave must be a non-empty 1-D array, got shape "
+                         f"{samples.shape}")
+    if not np.isfinite(samples).all():
+        raise ValueError("wave_to_wav: wave contains NaN or inf")
+    if isinstance(sample_rate, bool) or not isinstance(sample_rate, int) or sample_rate < 1:
+        raise ValueError(f"wave_to_wav: sample_rate must be a positive int, got {sample_rate!r}")
+    pcm = np.round(np.clip(samples, -1.0, 1.0) * 32767).astype("<i2")
+    buffer = io.BytesIO()
+    with wave_module.open(buffer, "wb") as writer:
+        writer.setnchannels(1)
+        writer.setsampwidth(2)
+        writer.setframerate(sample_rate)
+        writer.writeframes(pcm.tobytes())
     return buffer.getvalue()
 
 
@@ -124,14 +156,18 @@ def _atomic_write(path: Path, data: bytes) -> None:
 
 
 def save_result(result: ExperimentResult, directory: Path) -> None:
-    """Write one result as ``result.json`` plus its PNG figures (atomically)."""
+    """Write one result as ``result.json`` plus its PNG figures and WAV sounds
+    (atomically)."""
     from . import __version__
 
     record = dataclasses.asdict(result)
     record["figures"] = sorted(result.figures)
+    record["audio"] = sorted(result.audio)
     record["lutece_version"] = __version__
     for stem, png in result.figures.items():
         _atomic_write(directory / f"{stem}.png", png)
+    for stem, wav in result.audio.items():
+        _atomic_write(directory / f"{stem}.wav", wav)
     _atomic_write(directory / "result.json", json.dumps(record, indent=2, default=str).encode())
 
 
@@ -150,6 +186,8 @@ def load_result(directory: Path) -> ExperimentResult:
     record["tables"] = [Table(**table) for table in record["tables"]]
     record["figures"] = {stem: (directory / f"{stem}.png").read_bytes()
                          for stem in record["figures"]}
+    record["audio"] = {stem: (directory / f"{stem}.wav").read_bytes()
+                       for stem in record.get("audio", [])}  # results saved before audio existed
     return ExperimentResult(**record)
 
 
@@ -220,6 +258,10 @@ def write_report(results: list[ExperimentResult], out_dir: str | Path,
         for stem, png in r.figures.items():
             encoded = base64.b64encode(png).decode()
             parts.append(f'<img alt="{html.escape(stem)}" src="data:image/png;base64,{encoded}">')
+        for stem, wav in r.audio.items():
+            encoded = base64.b64encode(wav).decode()
+            parts.append(f'<p class="sound">{html.escape(stem)}<br><audio controls '
+                         f'preload="none" src="data:audio/wav;base64,{encoded}"></audio></p>')
         for table in r.tables:
             parts.append(_table_html(table.title, table.columns, table.rows))
         parts.append(_table_html("Every number", ["metric", "value"],

@@ -1,8 +1,11 @@
 """The AudioLM experiment runs end to end (at a toy size here; the quick mode itself is a slow
 test) and reports every number, table and figure; a quick run makes no verdict."""
 
+import io
+
 import pytest
 import torch
+from scipy.io import wavfile
 
 from lutece.experiments import get
 from lutece.experiments.audiolm import CONDITIONS, default_config, run_with
@@ -65,6 +68,14 @@ def test_audiolm_experiment_at_toy_size():
     assert set(result.figures) == {"audiolm_codec_bitrate", "audiolm_spectrograms",
                                    "audiolm_tradeoff"}
     assert all(png.startswith(b"\x89PNG") for png in result.figures.values())
+    # one speech and one music example, each prompt + continuation at the clip's length
+    assert set(result.audio) == {f"audiolm_{domain}_{kind}" for domain in ("speech", "music")
+                                 for kind in ("prompt_then_real", "prompt_then_codec",
+                                              "prompt_then_audiolm", "semantic_only")}
+    rate, wave = wavfile.read(io.BytesIO(result.audio["audiolm_speech_prompt_then_audiolm"]))
+    hop = config["sample_rate"] // 25
+    assert rate == config["sample_rate"]
+    assert wave.shape == (round(config["clip_seconds"] * config["sample_rate"]) // hop * hop,)
     assert [len(table.rows) for table in result.tables] == [7, 4, 4, 2, 3]
     assert result.tables[2].rows[0][0] == CONDITIONS[0]
 

@@ -38,8 +38,11 @@ Then three small-scale versions of the paper's evidence (:mod:`lutece.audio.lm.e
 3. **Codec quality vs bitrate**: SI-SNR and log-mel distance decoding from the first 1, 2,
    4, ... RVQ levels of the one codec (quantizer dropout), on held-out clips.
 
-The report embeds spectrograms of a prompt, its continuation and a semantic-only generation.
-:mod:`lutece.report` has no way to attach audio files to a report, so no WAV is written.
+The report embeds spectrograms of a prompt, its continuation and a semantic-only generation,
+and the same sounds as WAV files (one speech and one music clip: the prompt followed by the
+real continuation, by its codec resynthesis and by AudioLM's continuation, and the
+semantic-only generation), kept beside ``result.json`` and shown as players that never start
+on their own.
 """
 
 from __future__ import annotations
@@ -96,7 +99,7 @@ from ..audio.synth import (  # noqa: E402
     task_speakers,
     task_vocabulary,
 )
-from ..report import ExperimentResult, Table, figure_to_png  # noqa: E402
+from ..report import ExperimentResult, Table, figure_to_png, wave_to_wav  # noqa: E402
 from ..train import TrainConfig, seed_everything, train  # noqa: E402
 from . import register  # noqa: E402
 
@@ -469,6 +472,20 @@ def _spectrogram_figure(examples: dict, sample_rate: int) -> bytes:
     return figure_to_png(fig)
 
 
+def _sound_examples(examples: dict, sample_rate: int) -> dict[str, bytes]:
+    """WAV bytes per example sound: the prompt followed by each continuation (so a listener
+    hears the join), and the semantic-only generation alone (it has no prompt)."""
+    sounds = {}
+    for domain, audio in examples.items():
+        for key, stem in (("real continuation", "real"), ("codec resynthesis", "codec"),
+                          ("AudioLM continuation", "audiolm")):
+            wave = torch.cat((audio["prompt"], audio[key]))
+            sounds[f"audiolm_{domain}_prompt_then_{stem}"] = wave_to_wav(wave, sample_rate)
+        sounds[f"audiolm_{domain}_semantic_only"] = wave_to_wav(
+            audio["from semantic tokens only"], sample_rate)
+    return sounds
+
+
 def _tradeoff_figure(abx_rows: dict, probe: dict) -> bytes:
     fig, axis = plt.subplots(figsize=(5.5, 4))
     for name, value in probe.items():
@@ -815,8 +832,6 @@ def run_with(config: dict, quick: bool, seed: int) -> ExperimentResult:
                   f"{resynthesis_auc:.2f} (log-mel distance "
                   f"{mel_curve[-1]:.2f} at all levels): the codec has not learned enough for "
                   f"part (2) to separate the conditions, whatever the stages do.")
-    notes += (" No WAV files are written: lutece.report has no way to attach audio, so the "
-              "report embeds spectrograms only.")
     tables = [
         Table(f"Mini Table I: content (ABX error %, DTW over frames; within / across the "
               f"voice or instrument) per representation, {seeds} seed(s)",
@@ -849,5 +864,5 @@ def run_with(config: dict, quick: bool, seed: int) -> ExperimentResult:
     return ExperimentResult(
         name="audiolm", title="AudioLM: semantic vs acoustic tokens, prompt continuation",
         paper=PAPER, claim=CLAIM, summary=summary, metrics=metrics, tables=tables,
-        figures=figures, seed=seed, quick=quick, claim_shown=claim_shown, notes=notes,
+        figures=figures, audio=_sound_examples(first["examples"], sr), seed=seed, quick=quick, claim_shown=claim_shown, notes=notes,
         seconds=time.perf_counter() - start)
