@@ -269,6 +269,26 @@ def test_mel_loss_is_zero_on_identical_signals_and_positive_otherwise(generator)
         multiscale_mel_loss(wave, wave[:, :100], 16000)
 
 
+def test_mel_loss_matches_its_formula_at_any_log_floor(generator):
+    estimate = 0.1 * torch.randn(2, 2048, generator=generator)
+    reference = torch.randn(2, 2048, generator=generator)
+    for floor in (1e-5, 0.1, 10.0):
+        a = mel_spectrogram(estimate, 8000, 256, 64, 32)
+        b = mel_spectrogram(reference, 8000, 256, 64, 32)
+        log_norm = (a.clamp(min=floor).log() - b.clamp(min=floor).log()).pow(2).sum(-1).sqrt()
+        expected = (a - b).abs().mean() + math.sqrt(128) * log_norm.mean()
+        got = multiscale_mel_loss(estimate, reference, 8000, (256,), 32, log_floor=floor)
+        assert float(got) == pytest.approx(float(expected), rel=1e-5)
+    # a floor above every mel magnitude leaves only the linear term
+    huge = multiscale_mel_loss(estimate, reference, 8000, (256,), 32, log_floor=1e6)
+    assert float(huge) == pytest.approx(float((a - b).abs().mean()), rel=1e-5)
+    for bad in (0.0, -1.0, float("nan"), True):
+        with pytest.raises(ValueError, match="log_floor"):
+            multiscale_mel_loss(estimate, reference, 8000, log_floor=bad)
+        with pytest.raises(ValueError, match="log_floor"):
+            CodecTrainConfig(log_floor=bad)
+
+
 def test_discriminator_output_shapes(generator):
     wave = torch.randn(2, 2048, generator=generator)
     multi = MultiScaleWaveDiscriminator(channels=4, max_channels=16)(wave)

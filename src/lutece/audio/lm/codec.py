@@ -400,7 +400,9 @@ class CodecTrainConfig:
         reconstruction_weight, adversarial_weight, feature_matching_weight: 1, 1, 100
             (audiolm-pytorch's defaults for SoundStream; the paper's exact lambda values
             are not verified in our research notes).
-        mel_scales, n_mels: of the reconstruction loss (2^6..2^11, 64 bins).
+        mel_scales, n_mels, log_floor: of the reconstruction loss (2^6..2^11, 64 bins,
+            mel magnitudes floored at 1e-5 before the log; see
+            :func:`~lutece.audio.lm.codec_losses.multiscale_mel_loss` for when to raise it).
         discriminator_channels, stft_window, stft_hop: of :class:`CodecDiscriminator`.
         seed: seeds the crops of each step and the global RNG (quantizer dropout).
         device, checkpoint_dir, checkpoint_every, log_every, progress: as
@@ -421,6 +423,7 @@ class CodecTrainConfig:
     feature_matching_weight: float = 100.0
     mel_scales: tuple[int, ...] = MEL_SCALES
     n_mels: int = 64
+    log_floor: float = codec_losses.LOG_FLOOR
     discriminator_channels: int = 16
     stft_window: int = 1024
     stft_hop: int = 256
@@ -452,6 +455,10 @@ class CodecTrainConfig:
                              f"got {self.grad_clip}")
         if not self.mel_scales:
             raise ValueError("CodecTrainConfig: mel_scales must name at least one window")
+        if not (isinstance(self.log_floor, (int, float)) and not isinstance(self.log_floor, bool)
+                and math.isfinite(self.log_floor) and self.log_floor > 0):
+            raise ValueError(f"CodecTrainConfig: log_floor must be a finite number > 0, "
+                             f"got {self.log_floor!r}")
 
 
 @dataclass
@@ -636,7 +643,8 @@ def train_codec(codec: SoundStream, waves: Any, config: CodecTrainConfig, *,
                     from error
             fake = output.reconstruction
             mel = codec_losses.multiscale_mel_loss(fake, real, codec.config.sample_rate,
-                                                   config.mel_scales, config.n_mels)
+                                                   config.mel_scales, config.n_mels,
+                                                   config.log_floor)
             guard.check(step, "mel reconstruction loss", mel)
             guard.check(step, "commitment loss", output.commitment_loss)
             generator_loss = config.reconstruction_weight * mel + output.commitment_loss

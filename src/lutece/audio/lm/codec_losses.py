@@ -91,15 +91,26 @@ def mel_spectrogram(wave: torch.Tensor, sample_rate: int, n_fft: int = 1024,
 
 
 def multiscale_mel_loss(estimate: torch.Tensor, reference: torch.Tensor, sample_rate: int,
-                        scales: Sequence[int] = MEL_SCALES, n_mels: int = 64) -> torch.Tensor:
+                        scales: Sequence[int] = MEL_SCALES, n_mels: int = 64,
+                        log_floor: float = LOG_FLOOR) -> torch.Tensor:
     """SoundStream's multi-scale spectral reconstruction loss (see the module doc): a scalar,
     the sum over ``scales`` of the mean L1 mel distance plus ``sqrt(s / 2)`` times the mean
-    per-frame L2 norm of the log-mel difference (log floored at 1e-5).
+    per-frame L2 norm of the log-mel difference, the mel magnitudes floored at ``log_floor``
+    before the log.
 
     ``estimate`` and ``reference``: ``(batch, samples)`` or ``(batch, 1, samples)``, same
     shape. Gradients flow to ``estimate`` (and to ``reference`` if it requires them).
+
+    ``log_floor`` (1e-5; the paper gives no value) sets how much near-silent bins count: the
+    gradient of ``log S`` is ``1 / S``, so with a low floor the bins a model cannot yet make
+    quiet enough (silence, the empty top of the spectrum) dominate the loss. A small codec
+    trained for a few thousand steps learns the audible content faster with a floor near the
+    quiet end of what it must reproduce (0.1 in ``lutece reproduce audiolm``, measured there).
     """
     fn = "multiscale_mel_loss"
+    if not (isinstance(log_floor, (int, float)) and not isinstance(log_floor, bool)
+            and math.isfinite(log_floor) and log_floor > 0):
+        raise ValueError(f"{fn}: log_floor must be a finite number > 0, got {log_floor!r}")
     estimate = _as_batch(fn, "estimate", estimate)
     reference = _as_batch(fn, "reference", reference)
     if estimate.shape != reference.shape:
@@ -112,8 +123,8 @@ def multiscale_mel_loss(estimate: torch.Tensor, reference: torch.Tensor, sample_
         mel_estimate = mel_spectrogram(estimate, sample_rate, scale, scale // 4, n_mels)
         mel_reference = mel_spectrogram(reference, sample_rate, scale, scale // 4, n_mels)
         linear = (mel_estimate - mel_reference).abs().mean()
-        log_difference = (torch.log(mel_estimate.clamp(min=LOG_FLOOR))
-                          - torch.log(mel_reference.clamp(min=LOG_FLOOR)))
+        log_difference = (torch.log(mel_estimate.clamp(min=log_floor))
+                          - torch.log(mel_reference.clamp(min=log_floor)))
         # sqrt of (sum + tiny): finite gradient where the two spectra agree exactly
         log_term = torch.sqrt(log_difference.pow(2).sum(-1) + 1e-12).mean()
         total = total + linear + math.sqrt(scale / 2.0) * log_term
