@@ -357,12 +357,18 @@ def test_pesq_score_explains_how_to_install_pesq(monkeypatch):
 
 
 def test_pesq_score_when_installed(generator):
-    pytest.importorskip("pesq")
+    pesq_module = pytest.importorskip("pesq")
     # two seconds of syllable-rate modulated noise: speech-like energy for PESQ's VAD
     t = torch.arange(32000, dtype=torch.float64) / 16000
     noise = torch.randn(32000, generator=generator, dtype=torch.float64)
     reference = 0.1 * noise * (1 + torch.sin(2 * math.pi * 4 * t))
     score = pesq_score(reference[None], reference[None], 16000)
     assert score.shape == (1,) and float(score[0]) > 4.0
+    # batched, and the package's own wide-band score for each pair
+    degraded = reference + 0.05 * torch.randn(32000, generator=generator, dtype=torch.float64)
+    both = pesq_score(torch.stack((reference, degraded)), torch.stack((reference, reference)),
+                      16000)
+    direct = pesq_module.pesq(16000, reference.numpy(), degraded.numpy(), "wb")
+    assert float(both[1]) == pytest.approx(direct, abs=1e-6) and float(both[1]) < float(both[0])
     with pytest.raises(ValueError, match="8000 or 16000"):
         pesq_score(reference[None], reference[None], 22050)
