@@ -2,11 +2,16 @@
 
 Oracles: length arithmetic of the strided convs, causality by perturbing the future, the
 bitrate formula (AudioLM: 12 x 1024 codes at 50 Hz = 6000 bit/s), closed-form hinge and
-SI-SNR values, and a tiny training run whose mel loss must fall.
+SI-SNR values, a tiny training run whose mel loss must fall, and under torchrun (2 processes,
+gloo) identical states on both ranks and one process's step on the union of their crops.
 """
 
+import json
 import math
+import os
+import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -30,7 +35,9 @@ from lutece.audio.lm import (
     si_snr,
     train_codec,
 )
+from lutece.audio.lm import codec as codec_module
 
+REPO = Path(__file__).resolve().parents[3]
 TINY = CodecConfig(channels=4, strides=(2, 4), latent_dim=8, num_levels=3, codebook_size=16)
 HOP = 8
 
@@ -244,6 +251,19 @@ def test_nan_guard_stops_with_a_clear_message_and_keeps_the_last_checkpoint(
     assert torch.load(tmp_path / "last.pt", weights_only=False)["step"] == 2
 
 
+def test_crops_of_rank_zero_are_the_one_process_crops_and_other_ranks_differ():
+    waves, config = _ddp_waves(), _train_config(batch_size=3, segment_samples=256)
+    generator = torch.Generator().manual_seed(config.seed * 1_000_003 + 5)  # as ever
+    picks = torch.randint(len(waves), (3,), generator=generator)
+    start = int(torch.randint(1024 - 256 + 1, (1,), generator=generator))
+    crops = codec_module._crops(waves, 5, config)
+    torch.testing.assert_close(crops[0], waves[int(picks[0])][start:start + 256])
+    torch.testing.assert_close(codec_module._crops(waves, 5, config, 0), crops)
+    assert not torch.equal(codec_module._crops(waves, 5, config, 1), crops)
+    torch.testing.assert_close(codec_module._crops(waves, 5, config, 1),
+                               codec_module._crops(waves, 5, config, 1))
+
+
 def test_training_rejects_bad_arguments():
     with pytest.raises(ValueError, match="multiple of the codec's hop"):
         train_codec(_tiny(), _tones(count=1), _train_config(segment_samples=1001))
@@ -253,6 +273,102 @@ def test_training_rejects_bad_arguments():
         train_codec(_tiny(), [], _train_config())
     with pytest.raises(ValueError, match="steps"):
         CodecTrainConfig(steps=0)
+
+
+# -------------------------------------------------------------------------- torchrun
+def _ddp_waves():
+    """The waves codec_ddp_script.py trains on."""
+    return _tones(count=4, samples=1024)
+
+
+def _equivalence_config(**changes) -> CodecTrainConfig:
+    """One step of 2 crops per rank (k-means, quantizer dropout and dead codes all on)."""
+    return _train_config(**{**dict(steps=1, batch_size=2, segment_samples=256,
+                                   mel_scales=(64, 128)), **changes})
+
+
+def _assert_identical(a, b, where="state"):
+    if isinstance(a, dict):
+        assert a.keys() == b.keys(), where
+        for key in a:
+            _assert_identical(a[key], b[key], f"{where}.{key}")
+    elif isinstance(a, (list, tuple)):
+        assert len(a) == len(b), where
+        for index, (x, y) in enumerate(zip(a, b)):
+            _assert_identical(x, y, f"{where}[{index}]")
+    elif isinstance(a, torch.Tensor):
+        assert a.dtype == b.dtype and torch.equal(a, b), where
+    else:
+        assert a == b, where
+
+
+def test_torchrun_two_processes_stay_identical_and_match_one_process(tmp_path, monkeypatch):
+    import soundfile
+
+    data = tmp_path / "data"
+    data.mkdir()
+    for index, wave in enumerate(_tones(count=2, samples=8000)):
+        soundfile.write(data / f"tone{index}.wav", wave.numpy(), 16000)
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone",
+               "--nproc_per_node=2", str(REPO / "tests" / "audio" / "lm" / "codec_ddp_script.py"),
+               str(tmp_path), str(data)]
+    completed = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    rank0, rank1 = (torch.load(tmp_path / f"rank{rank}.pt", weights_only=False)
+                    for rank in (0, 1))
+
+    # 1. both ranks hold the same averaged gradients, weights and codebooks, which are one
+    # process's on the union of the two ranks' crops (k-means on the gathered rows, the
+    # shared dropout draw, dead codes drawn from both ranks' rows), up to float rounding
+    _assert_identical(rank0["equivalence"], rank1["equivalence"])
+    assert rank0["destroyed_its_group"] and rank1["destroyed_its_group"]
+    real_crops = codec_module._crops
+    per_rank = _equivalence_config()
+
+    def union_of_rank_crops(waves, step, config, rank=0):
+        return torch.cat([real_crops(waves, step, per_rank, r) for r in (0, 1)])
+
+    monkeypatch.setattr(codec_module, "_crops", union_of_rank_crops)
+    kept = {}
+    torch.manual_seed(0)  # rank 0's initial weights, broadcast to rank 1
+    single = _tiny()
+    train_codec(single, _ddp_waves(), _equivalence_config(batch_size=4), callbacks=[
+        lambda step, metrics: kept.update(grads=[p.grad.clone() for p in single.parameters()],
+                                          metrics=metrics)])
+    for got, expected in zip(rank0["equivalence"]["grads"], kept["grads"]):
+        torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-6)
+    for name, value in single.state_dict().items():
+        torch.testing.assert_close(rank0["equivalence"]["state"][name], value, rtol=1e-4,
+                                   atol=1e-5, msg=name)
+    for name in ("mel", "commitment", "generator"):  # averaged over the ranks
+        assert rank0["equivalence"]["metrics"][name] == pytest.approx(kept["metrics"][name],
+                                                                      rel=1e-4)
+    assert rank0["equivalence"]["metrics"]["levels"] == kept["metrics"]["levels"]
+
+    # 2. a NaN on rank 1 only stops both ranks, naming it
+    for rank in (rank0, rank1):
+        assert "mel reconstruction loss is nan at step 2 on rank 1" in rank["nan"]
+        assert "stopped before the optimizer step" in rank["nan"]
+
+    # 3. adversarial and resumed: weights, buffers and both optimizers' states are the same;
+    # rank 0 alone wrote the checkpoint and the log; the caller's process group is kept
+    _assert_identical(rank0["gan"], rank1["gan"])
+    assert rank0["gan"]["resumed_from"] == 2 and rank0["gan"]["kept_the_group"]
+    assert sorted(path.name for path in (tmp_path / "gan").iterdir()) == ["last.pt",
+                                                                          "metrics.jsonl"]
+    checkpoint = torch.load(tmp_path / "gan" / "last.pt", weights_only=False)
+    assert checkpoint["step"] == 3 and checkpoint["world_size"] == 2
+    _assert_identical(checkpoint["state_dict"], rank0["gan"]["codec"])
+    lines = (tmp_path / "gan" / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(line)["step"] for line in lines] == [1, 2, 3]
+
+    # 4. lutece audiolm train-codec under torchrun: rank 0 writes --out, both succeed
+    assert rank0["cli"] == 0 and rank1["cli"] == 0
+    assert rank0["cli_kept_the_group"] and rank1["cli_kept_the_group"]
+    assert SoundStream.from_checkpoint(tmp_path / "codec.pt").config.num_levels == 4
+    assert completed.stdout.count("codec (2 steps") == 1, completed.stdout
+    assert "per process x 2 processes" in completed.stdout
 
 
 # ----------------------------------------------------------------- losses, discriminators

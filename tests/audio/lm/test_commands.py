@@ -9,6 +9,10 @@ tests.
 """
 
 import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -21,6 +25,7 @@ from lutece.audio.lm.presets import AudioLMPreset, load_preset, preset_names
 from lutece.cli import main
 
 RATE = 16000
+REPO = Path(__file__).resolve().parents[3]
 
 
 @pytest.fixture(autouse=True)
@@ -247,10 +252,30 @@ def test_a_tokenizer_and_codec_that_do_not_fit(trained, tmp_path, capsys, config
     assert status == 2 and message in stderr
 
 
-def test_train_codec_refuses_torchrun(tmp_path, capsys, monkeypatch):
-    monkeypatch.setenv("WORLD_SIZE", "2")
-    status, _, stderr = _run(capsys, "train-codec", tmp_path, "--out", tmp_path / "c.pt")
-    assert status == 2 and "runs in one process" in stderr
+def test_train_codec_under_torchrun_writes_once_and_resumes_in_one_process(tmp_path, capsys):
+    data = tmp_path / "data"
+    for index in range(2):
+        _tone(data / f"clip{index}.wav", 0.5, frequency=200.0 + 100 * index)
+    out = tmp_path / "codec.pt"
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone",
+               "--nproc_per_node=2", "-m", "lutece", "audiolm", "train-codec", str(data),
+               "--out", str(out), "--steps", "2", "--no-progress"]
+    completed = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    # rank 0 alone speaks and writes --out and the checkpoint (of both ranks' run)
+    assert completed.stdout.count("codec (2 steps") == 1, completed.stdout
+    assert "4 x 0.2 s crops per process x 2 processes" in completed.stdout
+    assert SoundStream.from_checkpoint(out).config.num_levels == 4
+    checkpoints = tmp_path / "codec.checkpoints"
+    assert sorted(path.name for path in checkpoints.iterdir()) == ["last.pt", "metrics.jsonl",
+                                                                   "run.json"]
+    checkpoint = torch.load(checkpoints / "last.pt", weights_only=False)
+    assert checkpoint["step"] == 2 and checkpoint["world_size"] == 2
+    # a torchrun run resumes in one process (and the other way round)
+    status, stdout, _ = _run(capsys, "train-codec", data, "--out", out, "--steps", 3,
+                             "--resume", "--no-progress")
+    assert status == 0 and "resuming from" in stdout and "codec (3 steps" in stdout
 
 
 def test_bad_options_name_themselves(trained, tmp_path, capsys):
@@ -275,7 +300,7 @@ def test_help_lists_the_actions(capsys):
         assert action in text
     with pytest.raises(SystemExit):
         main(["audiolm", "train-codec", "--help"])
-    assert "ONE process" in capsys.readouterr().out
+    assert "Runs under torchrun too" in capsys.readouterr().out
 
 
 # ------------------------------------------------------------------------- presets

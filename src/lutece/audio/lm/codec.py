@@ -32,7 +32,8 @@ SoundStream is a recurring complaint of audiolm-pytorch users: its issues #16, #
 gradient clipping, a discriminator warm-up during which the generator ignores the
 adversarial terms, and a NaN/inf check of every loss term and gradient norm that stops with
 the step and the term named, before any optimizer step, so the last checkpoint on disk
-(written atomically) is the last good one. Runs resume from ``checkpoint_dir``.
+(written atomically) is the last good one. Runs resume from ``checkpoint_dir``. Under
+``torchrun`` it trains data-parallel (gradients averaged over ranks, rank 0 writes).
 """
 
 from __future__ import annotations
@@ -48,12 +49,20 @@ from typing import Any
 
 import numpy as np
 import torch
+import torch.distributed as dist
 from torch import nn
 from torch.nn import functional as F
 from tqdm.auto import tqdm
 
 from ..._validation import check_finite, check_floating, check_tensor
-from ...train import _truncate_log, atomic_save, load_tagged, resolve_device, seed_everything
+from ...train import (
+    _truncate_log,
+    atomic_save,
+    distributed_context,
+    load_tagged,
+    resolve_device,
+    seed_everything,
+)
 from . import codec_losses
 from .codec_losses import (
     MEL_SCALES,
@@ -385,7 +394,8 @@ class CodecTrainConfig:
 
     Attributes:
         steps: generator steps to reach (a resumed run continues up to it).
-        batch_size: crops per step.
+        batch_size: crops per step and per process (under ``torchrun``, ``W`` processes
+            make a step of ``W batch_size`` crops).
         segment_samples: crop length (a multiple of the codec's hop; shorter waves are
             zero-padded).
         learning_rate, discriminator_learning_rate: Adam step sizes (2e-4: audiolm-pytorch
@@ -404,7 +414,8 @@ class CodecTrainConfig:
             mel magnitudes floored at 1e-5 before the log; see
             :func:`~lutece.audio.lm.codec_losses.multiscale_mel_loss` for when to raise it).
         discriminator_channels, stft_window, stft_hop: of :class:`CodecDiscriminator`.
-        seed: seeds the crops of each step and the global RNG (quantizer dropout).
+        seed: seeds the crops of each step (and rank) and the global RNG (quantizer
+            dropout, k-means seeds, dead-code draws; the same on every rank).
         device, checkpoint_dir, checkpoint_every, log_every, progress: as
             :class:`lutece.train.TrainConfig`.
     """
@@ -487,10 +498,20 @@ def _wave_at(waves: Any, index: int) -> torch.Tensor:
     return wave
 
 
-def _crops(waves: Any, step: int, config: CodecTrainConfig) -> torch.Tensor:
-    """The batch of step ``step``: random crops drawn from a generator seeded by (seed,
-    step), so a resumed run sees exactly the crops of an uninterrupted one."""
-    generator = torch.Generator().manual_seed(config.seed * 1_000_003 + step)
+def _crop_seed(seed: int, step: int, rank: int) -> int:
+    """The seed of rank ``rank``'s crops at step ``step``: ``seed * 1_000_003 + step`` on rank
+    0 (so a one-process run draws the crops it always drew), a 64-bit hash of ``(seed, step,
+    rank)`` on the others."""
+    if rank == 0:
+        return seed * 1_000_003 + step
+    sequence = np.random.SeedSequence([seed % 2**64, step, rank])
+    return int(sequence.generate_state(1, np.uint64)[0])
+
+
+def _crops(waves: Any, step: int, config: CodecTrainConfig, rank: int = 0) -> torch.Tensor:
+    """The batch of step ``step`` on rank ``rank``: random crops drawn from a generator seeded
+    by (seed, step, rank), so a resumed run sees exactly the crops of an uninterrupted one."""
+    generator = torch.Generator().manual_seed(_crop_seed(config.seed, step, rank))
     picks = torch.randint(len(waves), (config.batch_size,), generator=generator)
     length = config.segment_samples
     batch = []
@@ -505,11 +526,21 @@ def _crops(waves: Any, step: int, config: CodecTrainConfig) -> torch.Tensor:
 
 
 class _Guard:
-    """Stops a run on the first non-finite loss term or gradient norm, naming both."""
+    """Stops a run on the first non-finite loss term or gradient norm, naming both.
 
-    def __init__(self, checkpoint_path: Path | None) -> None:
+    In one process :meth:`check` raises at once. Under ``torchrun`` it only notes the
+    failure, and :meth:`agree` (called by every rank at the same points, before each backward
+    and each optimizer step) raises on every rank when any rank noted one, naming the lowest
+    such rank's: no rank is left waiting in a collective for one that stopped.
+    """
+
+    def __init__(self, checkpoint_path: Path | None, world_size: int = 1,
+                 device: torch.device | None = None) -> None:
         self.checkpoint_path = checkpoint_path
         self.saved_step: int | None = None
+        self.world_size = world_size
+        self.device = device
+        self.failure: tuple[int, str, float] | None = None
 
     def where(self) -> str:
         if self.checkpoint_path is None:
@@ -519,12 +550,104 @@ class _Guard:
         return (f"the last good checkpoint (step {self.saved_step}) is kept at "
                 f"'{self.checkpoint_path}'")
 
+    def error(self, step: int, name: str, value: float, rank: int | None = None
+              ) -> FloatingPointError:
+        on = "" if rank is None else f" on rank {rank}"
+        return FloatingPointError(
+            f"train_codec: the {name} is {value} at step {step}{on}; stopped before the "
+            f"optimizer step; {self.where()}. Lower the learning rate, clip gradients "
+            f"(grad_clip) or lengthen discriminator_warmup, then resume")
+
     def check(self, step: int, name: str, value: torch.Tensor) -> None:
-        if not bool(torch.isfinite(value)):
-            raise FloatingPointError(
-                f"train_codec: the {name} is {float(value.detach())} at step {step}; stopped "
-                f"before the optimizer step; {self.where()}. Lower the learning rate, clip "
-                f"gradients (grad_clip) or lengthen discriminator_warmup, then resume")
+        """Note (in one process: raise) ``value`` if it is NaN or inf."""
+        if self.failure is None and not bool(torch.isfinite(value)):
+            self.failure = (step, name, float(value.detach()))
+            if self.world_size == 1:
+                raise self.error(*self.failure)
+
+    def agree(self) -> None:
+        """Under torchrun, raise on every rank if any rank noted a failure (a collective)."""
+        if self.world_size == 1:
+            return
+        flag = torch.tensor([float(self.failure is not None)], device=self.device)
+        dist.all_reduce(flag)
+        if not float(flag):
+            return
+        failures: list[Any] = [None] * self.world_size
+        dist.all_gather_object(failures, self.failure)
+        rank, failure = next((r, f) for r, f in enumerate(failures) if f is not None)
+        raise self.error(*failure, rank=rank)
+
+
+# Gradients are averaged by an explicit all-reduce rather than DistributedDataParallel: the
+# discriminator runs three forwards per step and also receives (then drops) gradients from
+# the generator's loss, which DDP's one-forward-one-backward reducer does not support; and
+# DDP would broadcast the codec's buffers from rank 0 at every forward, while the quantizer
+# keeps its codebooks equal on all ranks itself (lutece.audio.lm.quantizers). (The
+# CodecOutput dataclass the codec returns would not be the obstacle: DDP walks dataclasses.)
+# One flat all-reduce per network and step is what DDP's bucketing would amount to here.
+def _average_gradients(parameters: Any, world_size: int) -> None:
+    """Replace each ``.grad`` by its mean over the ``world_size`` ranks (one flat all-reduce;
+    a parameter without a gradient on some ranks counts as zero there, one without a
+    gradient on every rank keeps none). Every rank then holds bitwise the same gradients."""
+    parameters = [p for p in parameters if p.requires_grad]
+    if world_size == 1 or not parameters:
+        return
+    has_grad = torch.tensor([float(p.grad is not None) for p in parameters],
+                            device=parameters[0].device)
+    dist.all_reduce(has_grad)
+    used = [p for p, count in zip(parameters, has_grad.tolist()) if count > 0]
+    if not used:
+        return
+    for parameter in used:
+        if parameter.grad is None:
+            parameter.grad = torch.zeros_like(parameter)
+    flat = torch.cat([p.grad.reshape(-1) for p in used])
+    dist.all_reduce(flat)
+    flat /= world_size
+    offset = 0
+    for parameter in used:
+        parameter.grad.copy_(flat[offset:offset + parameter.numel()].view_as(parameter))
+        offset += parameter.numel()
+
+
+def _average_metrics(metrics: dict[str, Any], world_size: int, device: torch.device) -> None:
+    """Average the loss values of ``metrics`` over ranks, in place (``step`` and ``levels``
+    are the same on every rank)."""
+    if world_size == 1:
+        return
+    names = [name for name in metrics if name not in ("step", "levels")]
+    values = torch.tensor([metrics[name] for name in names], dtype=torch.float64,
+                          device=device)
+    dist.all_reduce(values)
+    metrics.update(zip(names, (values / world_size).tolist()))
+
+
+def _broadcast_module(module: nn.Module) -> None:
+    """Give every rank rank 0's parameters and buffers (the ranks may have built or
+    initialized the module differently)."""
+    with torch.no_grad():
+        for tensor in module.state_dict().values():
+            if tensor.dtype == torch.bool:  # not every backend broadcasts bools
+                carrier = tensor.to(torch.uint8)
+                dist.broadcast(carrier, src=0)
+                tensor.copy_(carrier.bool())
+            else:
+                dist.broadcast(tensor, src=0)
+
+
+def _same_on_every_rank(fn: str, flag: bool, what: str, world_size: int,
+                        device: torch.device) -> bool:
+    """``flag``, after checking that every rank has the same one."""
+    if world_size == 1:
+        return flag
+    count = torch.tensor([float(flag)], device=device)
+    dist.all_reduce(count)
+    if int(count) not in (0, world_size):
+        raise ValueError(f"{fn}: {what} on {int(count)} of {world_size} ranks; under "
+                         f"torchrun every rank must see the same checkpoint_dir (a shared "
+                         f"folder)")
+    return flag
 
 
 def train_codec(codec: SoundStream, waves: Any, config: CodecTrainConfig, *,
@@ -539,7 +662,7 @@ def train_codec(codec: SoundStream, waves: Any, config: CodecTrainConfig, *,
             (``(samples,)`` tensors or arrays, or ``(wave, anything)`` pairs such as
             :class:`lutece.audio.AudioFolder` items), or a ``(count, samples)`` tensor.
         config: see :class:`CodecTrainConfig`.
-        callbacks: ``callback(step, metrics)`` after each step.
+        callbacks: ``callback(step, metrics)`` after each step (on every rank).
 
     Each step: the generator loss ``rec_w * L_mel + L_commit`` (``+ adv_w * L_G + feat_w *
     L_feat`` once ``step >= discriminator_warmup``) is checked for NaN/inf term by term,
@@ -548,8 +671,21 @@ def train_codec(codec: SoundStream, waves: Any, config: CodecTrainConfig, *,
     ``mel``, ``commitment``, ``generator``, ``levels`` and, when adversarial,
     ``adversarial``, ``feature_matching``, ``discriminator``.
 
-    A single-process loop (two optimizers do not fit :func:`lutece.train.train`); it reuses
-    its ``seed_everything``, ``resolve_device`` and ``atomic_save``.
+    Distributed: launched by ``torchrun --nproc_per_node=W`` (a process group is joined as
+    by :func:`lutece.train.train`, gloo on CPU, nccl on GPU), rank ``r`` draws its own
+    ``batch_size`` crops per step (seeded by (seed, step, r); rank 0's are those of a
+    one-process run), rank 0's codec and discriminator weights are broadcast at the start,
+    and both networks' gradients are averaged over the ranks before clipping, so every rank
+    holds the same weights, codebooks (see :mod:`~lutece.audio.lm.quantizers`) and optimizer
+    states after every step. The metrics (history, callbacks, log) are averaged over the
+    ranks. Only rank 0 writes the checkpoint and ``metrics.jsonl`` and shows the progress
+    bar; every rank resumes from the checkpoint. A non-finite value on any rank stops every
+    rank with the same error. The process group is destroyed at the end only if this call
+    created it.
+
+    A loop of its own (two optimizers do not fit :func:`lutece.train.train`); it reuses
+    its ``seed_everything``, ``resolve_device``, ``distributed_context`` and
+    ``atomic_save``.
     """
     fn = "train_codec"
     if not isinstance(codec, SoundStream):
@@ -562,6 +698,26 @@ def train_codec(codec: SoundStream, waves: Any, config: CodecTrainConfig, *,
         raise ValueError(f"{fn}: segment_samples must be a multiple of the codec's hop "
                          f"({codec.hop_length}), got {config.segment_samples}")
     device = resolve_device(config.device)
+    dist_info = distributed_context(device)
+    try:
+        return _codec_loop(codec, waves, config, callbacks, device, dist_info.rank,
+                           dist_info.world_size)
+    finally:
+        if dist_info.initialized_here:
+            dist.destroy_process_group()
+
+
+def _codec_loop(codec: SoundStream, waves: Any, config: CodecTrainConfig,
+                callbacks: Sequence[Callable[[int, dict[str, float]], None]],
+                device: torch.device, rank: int, world_size: int) -> CodecTrainResult:
+    """The loop of :func:`train_codec`, as rank ``rank`` of ``world_size`` (the process
+    group, if any, is up)."""
+    fn = "train_codec"
+    is_main = rank == 0
+    if world_size > 1 and device.type == "cuda":
+        torch.cuda.set_device(device)  # nccl's object collectives use the current device
+    # The same seed on every rank (lutece.train uses seed + rank): the global RNG drives the
+    # quantizer's draws, which the ranks must share (and which it broadcasts from rank 0).
     seed_everything(config.seed)
     codec.to(device)
     discriminator = None
@@ -577,10 +733,11 @@ def train_codec(codec: SoundStream, waves: Any, config: CodecTrainConfig, *,
     checkpoint_dir = Path(config.checkpoint_dir) if config.checkpoint_dir else None
     checkpoint_path = checkpoint_dir / CHECKPOINT_NAME if checkpoint_dir else None
     log_path = checkpoint_dir / METRICS_NAME if checkpoint_dir else None
-    guard = _Guard(checkpoint_path)
+    guard = _Guard(checkpoint_path, world_size, device)
 
     start_step, resumed_from = 0, None
-    if checkpoint_path is not None and checkpoint_path.exists():
+    if checkpoint_path is not None and _same_on_every_rank(
+            fn, checkpoint_path.exists(), f"'{checkpoint_path}' exists", world_size, device):
         payload = SoundStream._read(fn, checkpoint_path)
         stored = CodecConfig.from_dict(payload["config"])
         if stored != codec.config:
@@ -597,36 +754,44 @@ def train_codec(codec: SoundStream, waves: Any, config: CodecTrainConfig, *,
         if payload.get("quantizer_rng") is not None and codec.quantizer.generator is not None:
             codec.quantizer.generator.set_state(payload["quantizer_rng"])
         start_step = resumed_from = guard.saved_step = int(payload["step"])
-        if log_path is not None:
+        if log_path is not None and is_main:
             _truncate_log(log_path, start_step)
+    if world_size > 1:
+        _broadcast_module(codec)
+        if discriminator is not None:
+            _broadcast_module(discriminator)
 
     def save(step: int) -> None:
         if checkpoint_path is None or step == guard.saved_step:
             return
-        generator = codec.quantizer.generator
-        atomic_save({
-            "format": CHECKPOINT_FORMAT, "config": codec.config.to_dict(),
-            "state_dict": codec.state_dict(), "optimizer": optimizer.state_dict(),
-            "discriminator": discriminator.state_dict() if discriminator else None,
-            "discriminator_optimizer": (discriminator_optimizer.state_dict()
-                                        if discriminator_optimizer else None),
-            "step": step, "rng": torch.get_rng_state(),
-            "quantizer_rng": generator.get_state() if generator is not None else None,
-            "train_config": dataclasses.asdict(config),
-        }, checkpoint_path)
+        if is_main:  # the state is the same on every rank
+            generator = codec.quantizer.generator
+            atomic_save({
+                "format": CHECKPOINT_FORMAT, "config": codec.config.to_dict(),
+                "state_dict": codec.state_dict(), "optimizer": optimizer.state_dict(),
+                "discriminator": discriminator.state_dict() if discriminator else None,
+                "discriminator_optimizer": (discriminator_optimizer.state_dict()
+                                            if discriminator_optimizer else None),
+                "step": step, "rng": torch.get_rng_state(),
+                "quantizer_rng": generator.get_state() if generator is not None else None,
+                "train_config": dataclasses.asdict(config), "world_size": world_size,
+            }, checkpoint_path)
         guard.saved_step = step
 
     def clip(parameters: Any, step: int, name: str) -> None:
-        norm = torch.nn.utils.clip_grad_norm_(list(parameters), config.grad_clip or math.inf)
+        parameters = list(parameters)
+        _average_gradients(parameters, world_size)
+        norm = torch.nn.utils.clip_grad_norm_(parameters, config.grad_clip or math.inf)
         guard.check(step, f"gradient norm of the {name} loss", norm)
+        guard.agree()
 
     history: list[dict[str, float]] = []
     started = time.perf_counter()
     finished_step, in_step = start_step, False
     bar = tqdm(total=config.steps, initial=start_step, desc="train_codec", dynamic_ncols=True,
-               disable=not config.progress)
+               disable=not (config.progress and is_main))
     log_file = None
-    if log_path is not None:
+    if log_path is not None and is_main:
         log_path.parent.mkdir(parents=True, exist_ok=True)
         log_file = open(log_path, "a")  # noqa: SIM115 - closed in the finally below
     codec.train()
@@ -635,8 +800,11 @@ def train_codec(codec: SoundStream, waves: Any, config: CodecTrainConfig, *,
     try:
         for step in range(start_step + 1, config.steps + 1):  # 1-based, as logged
             in_step = True
-            real = _crops(waves, step - 1, config).to(device)
+            real = _crops(waves, step - 1, config, rank).to(device)
             try:
+                # Under torchrun a rank that fails here leaves the others in the quantizer's
+                # collectives until torchrun ends them; the weights are the same on every
+                # rank, so a diverged encoder fails on all of them at once.
                 output = codec(real)
             except FloatingPointError as error:
                 raise FloatingPointError(f"{fn}: step {step}: {error}; {guard.where()}") \
@@ -665,6 +833,7 @@ def train_codec(codec: SoundStream, waves: Any, config: CodecTrainConfig, *,
                     metrics.update(adversarial=float(adversarial.detach()),
                                    feature_matching=float(matching.detach()))
             guard.check(step, "generator loss", generator_loss)
+            guard.agree()
             optimizer.zero_grad(set_to_none=True)
             generator_loss.backward()
             clip(codec.parameters(), step, "generator")
@@ -672,6 +841,7 @@ def train_codec(codec: SoundStream, waves: Any, config: CodecTrainConfig, *,
                 discriminator_loss = discriminator_hinge_loss(real_outputs,
                                                               discriminator(fake.detach()))
                 guard.check(step, "discriminator (hinge) loss", discriminator_loss)
+                guard.agree()
                 discriminator_optimizer.zero_grad(set_to_none=True)
                 discriminator_loss.backward()
                 clip(discriminator.parameters(), step, "discriminator")
@@ -680,6 +850,7 @@ def train_codec(codec: SoundStream, waves: Any, config: CodecTrainConfig, *,
             optimizer.step()
             metrics["generator"] = float(generator_loss.detach())
             finished_step, in_step = step, False
+            _average_metrics(metrics, world_size, device)
             history.append(metrics)
             bar.update(1)
             bar.set_postfix(mel=f"{metrics['mel']:.4g}")
@@ -692,9 +863,11 @@ def train_codec(codec: SoundStream, waves: Any, config: CodecTrainConfig, *,
             for callback in callbacks:
                 callback(step, metrics)
         save(finished_step)
+        if world_size > 1:
+            dist.barrier()  # the checkpoint is on disk when any rank returns
     except KeyboardInterrupt:
         if not in_step:  # mid-step the weights or EMA codebooks may be half-updated
-            save(finished_step)
+            save(finished_step)  # no collective: rank 0 writes the state every rank holds
         raise
     finally:
         bar.close()

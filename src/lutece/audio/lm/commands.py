@@ -21,10 +21,11 @@ a cache next to ``--out``, shared by the three stages); then ``continue``.
 Every training command keeps a resumable checkpoint in ``OUT_STEM.checkpoints/`` next to
 ``--out`` (or ``--checkpoint-dir``): an interrupted run continues with ``--resume``;
 ``--restart`` deletes it and starts over; with neither, an existing checkpoint is an error,
-so no run is overwritten by accident. ``train-stage`` and the ``ssl`` encoder of
-``train-semantic`` run under ``torchrun`` unchanged (:func:`lutece.train.train`: one process
-per device, DDP; rank 0 writes the outputs). ``train-codec`` runs in one process: its GAN loop
-has two optimizers, which :func:`lutece.train.train` does not drive.
+so no run is overwritten by accident. ``train-stage``, the ``ssl`` encoder of
+``train-semantic`` and ``train-codec`` run under ``torchrun`` unchanged (one process per
+device, gradients averaged over them: :func:`lutece.train.train`, or for the codec's GAN loop
+with its two optimizers :func:`~lutece.audio.lm.codec.train_codec`; ``--batch-size`` is per
+process; rank 0 writes the outputs).
 
 Errors (exit status 2) name the file and the fix: an empty folder, audio too short for the
 crops or the prompt, a prompt at another sample rate, a tokenizer and codec at different rates
@@ -121,8 +122,9 @@ def add_parsers(commands: argparse._SubParsersAction) -> None:
         "train-codec", help="train the SoundStream codec (acoustic tokens)",
         description="Train a SoundStream codec on random crops of DATA_DIR (mel "
                     "reconstruction + RVQ commitment, and unless --no-adversarial, hinge "
-                    "adversarial + feature matching). Runs in ONE process (not under "
-                    "torchrun): its GAN loop has two optimizers.")
+                    "adversarial + feature matching). Runs under torchrun too (one "
+                    "process per device, --batch-size crops each, gradients averaged; rank 0 "
+                    "writes --out and the checkpoints).")
     codec.add_argument("data", type=Path, metavar="DATA_DIR",
                        help="a folder of audio files (.wav, .flac, .ogg; any lengths)")
     codec.add_argument("--out", type=Path, required=True, metavar="CODEC.pt")
@@ -399,10 +401,10 @@ def _stage_config(preset: Any, stage: str, tokenizer: Any, codec: Any, ratio: in
 
 # ------------------------------------------------------------------------------ actions
 def _train_codec(args: argparse.Namespace) -> int:
-    if _world_size() > 1:
-        raise _CommandError("train-codec runs in one process; start it without torchrun "
-                            "(train-stage and train-semantic --features ssl are torchrun-able)")
     preset = _preset(args)
+    import torch.distributed as dist
+
+    from ...train import resolve_device, seed_everything
     from .codec import SoundStream, train_codec
     from .data import AudioCropDataset
 
@@ -410,30 +412,55 @@ def _train_codec(args: argparse.Namespace) -> int:
     steps = _positive("--steps", args.steps) or base.steps
     batch = _positive("--batch-size", args.batch_size) or base.batch_size
     adversarial = base.adversarial if args.adversarial is None else args.adversarial
-    directory = _checkpoint_dir(args, {"command": "train-codec",
-                                       "codec": preset.codec.to_dict(),
-                                       "adversarial": adversarial, "seed": args.seed})
-    config = dataclasses.replace(base, steps=steps, batch_size=batch, adversarial=adversarial,
-                                 seed=args.seed, device=args.device,
-                                 checkpoint_dir=str(directory),
-                                 progress=not args.no_progress)
-    dataset = AudioCropDataset(args.data, sample_rate=preset.codec.sample_rate,
-                               crop_samples=config.segment_samples, seed=args.seed)
-    dataset.repeats = _repeats(dataset.num_slots, steps * batch)
-    from ...train import seed_everything
-
-    seed_everything(args.seed)
-    codec = SoundStream(preset.codec)
-    rate = preset.codec.sample_rate
-    _say(f"train-codec: {len(dataset.eligible)} file(s), {dataset.total_seconds:.1f} s of "
-         f"audio in '{args.data}' at {rate} Hz; preset {preset.name}: {codec.frame_rate:g} Hz "
-         f"x {preset.codec.num_levels} levels x {preset.codec.codebook_size} codes "
-         f"({codec.bitrate():g} bit/s); {steps} steps of {batch} x "
-         f"{config.segment_samples / rate:g} s crops, adversarial "
-         f"{'on' if adversarial else 'off'}; checkpoints in '{directory}'")
-    result = train_codec(codec, dataset, config)
-    result.codec.cpu().save(args.out, preset=preset.name, steps=result.steps,
-                            train_config=dataclasses.asdict(config))
+    model = {"command": "train-codec", "codec": preset.codec.to_dict(),
+             "adversarial": adversarial, "seed": args.seed}
+    world_size = _world_size()
+    initialized_here = False
+    if world_size > 1 and not dist.is_initialized():
+        device = resolve_device(args.device)
+        dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
+        initialized_here = True
+    try:
+        if world_size > 1:
+            # Rank 0 checks (with --restart, clears) the checkpoint folder and the others
+            # take its verdict: none looks at the folder while rank 0 changes it.
+            verdict: list[Any] = [None]
+            if _rank() == 0:
+                try:
+                    verdict = [("ok", str(_checkpoint_dir(args, model)))]
+                except (_CommandError, OSError, ValueError) as error:
+                    verdict = [("error", str(error))]
+            dist.broadcast_object_list(verdict, src=0)
+            outcome, value = verdict[0]
+            if outcome == "error":
+                raise _CommandError(value)
+            directory = Path(value)
+        else:
+            directory = _checkpoint_dir(args, model)
+        config = dataclasses.replace(base, steps=steps, batch_size=batch,
+                                     adversarial=adversarial, seed=args.seed,
+                                     device=args.device, checkpoint_dir=str(directory),
+                                     progress=not args.no_progress)
+        dataset = AudioCropDataset(args.data, sample_rate=preset.codec.sample_rate,
+                                   crop_samples=config.segment_samples, seed=args.seed)
+        dataset.repeats = _repeats(dataset.num_slots, steps * batch * world_size)
+        seed_everything(args.seed)
+        codec = SoundStream(preset.codec)
+        rate = preset.codec.sample_rate
+        processes = f" per process x {world_size} processes" if world_size > 1 else ""
+        _say(f"train-codec: {len(dataset.eligible)} file(s), {dataset.total_seconds:.1f} s "
+             f"of audio in '{args.data}' at {rate} Hz; preset {preset.name}: "
+             f"{codec.frame_rate:g} Hz x {preset.codec.num_levels} levels x "
+             f"{preset.codec.codebook_size} codes ({codec.bitrate():g} bit/s); {steps} steps "
+             f"of {batch} x {config.segment_samples / rate:g} s crops{processes}, "
+             f"adversarial {'on' if adversarial else 'off'}; checkpoints in '{directory}'")
+        result = train_codec(codec, dataset, config)
+    finally:
+        if initialized_here and dist.is_initialized():
+            dist.destroy_process_group()
+    if _rank() == 0:
+        result.codec.cpu().save(args.out, preset=preset.name, steps=result.steps,
+                                train_config=dataclasses.asdict(config))
     last = result.history[-1] if result.history else {}
     mel = f", last mel loss {last['mel']:.4g}" if "mel" in last else ""
     _say(f"codec ({result.steps} steps{mel}) -> {args.out}")

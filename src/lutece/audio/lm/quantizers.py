@@ -33,9 +33,17 @@ Training (``module.train()``) adds what makes the codebooks usable (all configur
   averaged over the used levels as EnCodec's ``ResidualVectorQuantizer`` does; ``beta = 1``
   (EnCodec's commitment weight). Gradients reach ``x`` through every level's residual.
 
-Distances use ``||r||^2 - 2 r.c + ||c||^2`` (one matrix product per level). Under
-``torch.distributed`` the batch counts and sums are all-reduced before the EMA update, so
-every rank applies the same statistics.
+Distances use ``||r||^2 - 2 r.c + ||c||^2`` (one matrix product per level).
+
+Under ``torch.distributed`` (data-parallel training, one batch per rank) every rank keeps the
+same codebooks and EMA buffers, provided they start equal and every rank runs each training
+forward: the batch counts and sums are all-reduced before the EMA update; the quantizer
+dropout draw is rank 0's (each level's update is a collective, so all ranks must use the same
+number of levels); k-means runs on the first batches of all ranks, gathered in rank order
+(then rank 0's result is broadcast); and dead codes are replaced by rows drawn from the
+residuals of all ranks (rank 0 draws the row indices). With one process none of this changes
+anything, and ``W`` ranks of batch ``b`` then update the codebooks as one process would with
+the ``W b`` rows in rank order (up to float rounding of the sums).
 """
 
 from __future__ import annotations
@@ -97,11 +105,49 @@ def _nearest(x: torch.Tensor, codebook: torch.Tensor) -> torch.Tensor:
     return _squared_distances(x, codebook).argmin(dim=1)
 
 
+def _world_size() -> int:
+    """Ranks of the process group that is up; 1 when none is."""
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_world_size()
+    return 1
+
+
 def _all_reduce(tensor: torch.Tensor) -> torch.Tensor:
     """Sum ``tensor`` over ranks when a process group with more than one rank is up."""
-    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+    if _world_size() > 1:
         dist.all_reduce(tensor)
     return tensor
+
+
+def _broadcast(tensor: torch.Tensor) -> torch.Tensor:
+    """Overwrite ``tensor`` (in place) with rank 0's when a process group with more than one
+    rank is up."""
+    if _world_size() > 1:
+        dist.broadcast(tensor, src=0)
+    return tensor
+
+
+def _row_counts(rows: int, device: torch.device) -> list[int]:
+    """Every rank's ``rows``, in rank order (``[rows]`` in one process)."""
+    world_size = _world_size()
+    if world_size == 1:
+        return [rows]
+    count = torch.tensor([rows], dtype=torch.int64, device=device)
+    counts = [torch.zeros_like(count) for _ in range(world_size)]
+    dist.all_gather(counts, count)
+    return [int(value) for value in counts]
+
+
+def _gather_rows(rows: torch.Tensor) -> torch.Tensor:
+    """The rows ``(n_r, D)`` of every rank concatenated in rank order (``rows`` itself in one
+    process); the ranks may hold different numbers of rows."""
+    counts = _row_counts(rows.shape[0], rows.device)
+    if len(counts) == 1:
+        return rows
+    padded = F.pad(rows, (0, 0, 0, max(counts) - rows.shape[0])).contiguous()
+    parts = [torch.empty_like(padded) for _ in counts]
+    dist.all_gather(parts, padded)
+    return torch.cat([part[:count] for part, count in zip(parts, counts)])
 
 
 class ResidualVectorQuantizer(nn.Module):
@@ -256,15 +302,44 @@ class ResidualVectorQuantizer(nn.Module):
 
     @torch.no_grad()
     def _initialize(self, flat: torch.Tensor) -> None:
-        """k-means on each level's residuals of the first batch ``flat (n, D)``."""
-        residual = flat.to(self.codebooks.dtype)
+        """k-means on each level's residuals of the first batch ``flat (n, D)``; under
+        ``torch.distributed`` of every rank's first batch (gathered in rank order), and rank
+        0's result is then broadcast, so the ranks agree whatever their generators."""
+        residual = _gather_rows(flat.to(self.codebooks.dtype))
         for level in range(self.num_levels):
             centroids, counts = self._kmeans(residual)
             self.codebooks[level].copy_(centroids)
             self.cluster_size[level].copy_(counts)
             self.embed_sum[level].copy_(centroids * counts[:, None])
             residual = residual - centroids[_nearest(residual, centroids)]
+        for buffer in (self.codebooks, self.cluster_size, self.embed_sum):
+            _broadcast(buffer)
         self.initialized.fill_(True)
+
+    def _replacements(self, residual: torch.Tensor, count: int) -> torch.Tensor:
+        """``count`` rows drawn uniformly (with repetition) from the residuals ``(n, D)`` of
+        this batch. Under ``torch.distributed`` they are drawn from the rows of all ranks in
+        rank order: rank 0's draw of the row indices is broadcast and each row comes from the
+        rank that holds it (a sum over ranks of masked rows), so every rank gets the same
+        vectors."""
+        counts = _row_counts(residual.shape[0], residual.device)
+        picks = torch.randint(sum(counts), (count,), generator=self.generator,
+                              device=self._random_device()).to(residual.device)
+        if len(counts) == 1:
+            return residual[picks]
+        local = _broadcast(picks) - sum(counts[:dist.get_rank()])
+        mine = (local >= 0) & (local < residual.shape[0])
+        rows = torch.zeros(count, residual.shape[1], dtype=residual.dtype,
+                           device=residual.device)
+        rows[mine] = residual[local[mine]]
+        return _all_reduce(rows)
+
+    def _shared_levels(self, levels: int) -> int:
+        """Rank 0's quantizer-dropout draw on every rank: each level's EMA update is a
+        collective, so all ranks must use the same number of levels."""
+        if _world_size() == 1:
+            return levels
+        return int(_broadcast(torch.tensor([levels], device=self.codebooks.device)))
 
     @torch.no_grad()
     def _ema_update(self, level: int, residual: torch.Tensor, codes: torch.Tensor,
@@ -283,10 +358,8 @@ class ResidualVectorQuantizer(nn.Module):
         if self.dead_code_threshold > 0:
             dead = cluster_size < self.dead_code_threshold
             num_dead = int(dead.sum())
-            if num_dead:
-                picks = torch.randint(residual.shape[0], (num_dead,), generator=self.generator,
-                                      device=self._random_device()).to(residual.device)
-                fresh = residual[picks].to(self.codebooks.dtype)
+            if num_dead:  # the same on every rank: the counts above are all-reduced
+                fresh = self._replacements(residual, num_dead).to(self.codebooks.dtype)
                 self.codebooks[level][dead] = fresh
                 cluster_size[dead] = self.dead_code_threshold
                 embed_sum[dead] = fresh * self.dead_code_threshold
@@ -303,8 +376,8 @@ class ResidualVectorQuantizer(nn.Module):
         fn = "ResidualVectorQuantizer.forward"
         x = self._check_input(fn, x)
         if levels is None:
-            levels = (self.draw_levels() if self.training and self.quantizer_dropout
-                      else self.num_levels)
+            levels = (self._shared_levels(self.draw_levels())
+                      if self.training and self.quantizer_dropout else self.num_levels)
         else:
             levels = self._check_levels(fn, levels, self.num_levels)
         batch, frames, _ = x.shape
