@@ -105,7 +105,7 @@ def multiscale_mel_loss(estimate: torch.Tensor, reference: torch.Tensor, sample_
     gradient of ``log S`` is ``1 / S``, so with a low floor the bins a model cannot yet make
     quiet enough (silence, the empty top of the spectrum) dominate the loss. A small codec
     trained for a few thousand steps learns the audible content faster with a floor near the
-    quiet end of what it must reproduce (0.1 in ``lutece reproduce audiolm``, measured there).
+    quiet end of what it must reproduce (0.1 in ``lutece reproduce audiolm``).
     """
     fn = "multiscale_mel_loss"
     if not (isinstance(log_floor, (int, float)) and not isinstance(log_floor, bool)
