@@ -4,20 +4,13 @@ test) and reports every number, table and figure; a quick run makes no verdict."
 import io
 
 import pytest
-import torch
 from scipy.io import wavfile
 
 from lutece.experiments import get
 from lutece.experiments.audiolm import CONDITIONS, default_config, run_with
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Many tiny ops: one thread is faster than two here, and far faster on a busy machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+# Many tiny ops: one thread is faster than two here, and far faster on a busy machine.
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _toy_config():

@@ -26,14 +26,9 @@ GRAD = dict(epsilon=0.05, threshold=1e-13, max_iterations=100000,
             implicit_options=ImplicitOptions(tolerance=1e-13, max_iterations=1000))
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """These problems are tiny (n <= 15): with two OpenMP threads on a busy 2-core machine,
-    torch's elementwise exp on a few hundred entries was measured at 8 ms instead of 3 us."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+# These problems are tiny (n <= 15): with two OpenMP threads on a busy 2-core machine, torch's
+# elementwise exp on a few hundred entries was measured at 8 ms instead of 3 us.
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def spread(rows: int, n: int, seed: int = 0, dtype=torch.float64) -> torch.Tensor:

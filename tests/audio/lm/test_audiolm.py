@@ -46,13 +46,6 @@ class FakeTokenizer:
         return (x @ self.projection).argmax(-1)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 def _arch(max_length=256):
     return TransformerConfig(dim=32, num_layers=1, num_heads=2, dropout=0.0,

@@ -42,14 +42,6 @@ TINY = CodecConfig(channels=4, strides=(2, 4), latent_dim=8, num_levels=3, codeb
 HOP = 8
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Convolutions this tiny run fastest on one thread (more only add overhead)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 def _tiny(**changes) -> SoundStream:
     return SoundStream(CodecConfig(**{**TINY.to_dict(), **changes}))

@@ -28,13 +28,6 @@ RATE = 16000
 REPO = Path(__file__).resolve().parents[3]
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 def _tone(path, seconds, rate=RATE, frequency=220.0):
     t = np.arange(round(seconds * rate)) / rate

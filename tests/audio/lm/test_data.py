@@ -41,13 +41,6 @@ RATE = 16000
 SEMANTIC_HOP = 640  # 25 Hz at 16 kHz
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 def _write(path, seconds, rate, frequency=220.0, channels=1):
     t = np.arange(round(seconds * rate)) / rate

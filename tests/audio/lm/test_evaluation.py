@@ -47,13 +47,6 @@ from lutece.audio.synth import play_note, random_instrument
 RATE = 8000
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 # ------------------------------------------------------------------------------- DTW
 def _paths(n, m):

@@ -33,14 +33,6 @@ from lutece.audio.lm import (
 SR = 16000
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """These tiny models run fastest on one thread (more only add overhead)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 def _notes(count=8, seconds=1.0, seed=0):
     """Sequences of harmonic notes (0.1-0.3 s each, 6 pitches) plus faint noise: audio

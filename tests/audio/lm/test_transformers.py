@@ -35,13 +35,6 @@ from lutece.audio.lm import (
 K, N, Q, QC = 7, 5, 4, 2  # semantic vocab, codebook size, levels, coarse levels
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 def _arch(positions="rotary", max_length=128, **changes):
     return TransformerConfig(**{"dim": 16, "num_layers": 2, "num_heads": 2, "dropout": 0.0,
