@@ -466,10 +466,7 @@ class CodecTrainConfig:
                              f"got {self.grad_clip}")
         if not self.mel_scales:
             raise ValueError("CodecTrainConfig: mel_scales must name at least one window")
-        if not (isinstance(self.log_floor, (int, float)) and not isinstance(self.log_floor, bool)
-                and math.isfinite(self.log_floor) and self.log_floor > 0):
-            raise ValueError(f"CodecTrainConfig: log_floor must be a finite number > 0, "
-                             f"got {self.log_floor!r}")
+        codec_losses._check_log_floor("CodecTrainConfig", self.log_floor)
 
 
 @dataclass

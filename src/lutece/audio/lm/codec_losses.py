@@ -90,6 +90,13 @@ def mel_spectrogram(wave: torch.Tensor, sample_rate: int, n_fft: int = 1024,
     return spectrum.transpose(1, 2) @ filters
 
 
+def _check_log_floor(fn: str, log_floor: object) -> None:
+    """Raise a ValueError naming ``fn`` unless ``log_floor`` is a finite number > 0."""
+    if not (isinstance(log_floor, (int, float)) and not isinstance(log_floor, bool)
+            and math.isfinite(log_floor) and log_floor > 0):
+        raise ValueError(f"{fn}: log_floor must be a finite number > 0, got {log_floor!r}")
+
+
 def multiscale_mel_loss(estimate: torch.Tensor, reference: torch.Tensor, sample_rate: int,
                         scales: Sequence[int] = MEL_SCALES, n_mels: int = 64,
                         log_floor: float = LOG_FLOOR) -> torch.Tensor:
@@ -108,9 +115,7 @@ def multiscale_mel_loss(estimate: torch.Tensor, reference: torch.Tensor, sample_
     quiet end of what it must reproduce (0.1 in ``lutece reproduce audiolm``).
     """
     fn = "multiscale_mel_loss"
-    if not (isinstance(log_floor, (int, float)) and not isinstance(log_floor, bool)
-            and math.isfinite(log_floor) and log_floor > 0):
-        raise ValueError(f"{fn}: log_floor must be a finite number > 0, got {log_floor!r}")
+    _check_log_floor(fn, log_floor)
     estimate = _as_batch(fn, "estimate", estimate)
     reference = _as_batch(fn, "reference", reference)
     if estimate.shape != reference.shape:
