@@ -21,6 +21,7 @@ Example:
 from __future__ import annotations
 
 import dataclasses
+import datetime
 import json
 import os
 import random
@@ -165,14 +166,18 @@ class _Distributed:
     initialized_here: bool
 
 
-def distributed_context(device: torch.device) -> _Distributed:
-    """Join the process group that torchrun describes in the environment, if any."""
+def distributed_context(device: torch.device,
+                        timeout: datetime.timedelta | None = None) -> _Distributed:
+    """Join the process group that torchrun describes in the environment, if any (gloo on
+    CPU, nccl on CUDA; ``timeout`` for its collectives, torch's default when None)."""
     world_size = int(os.environ.get("WORLD_SIZE", 1))
     if world_size <= 1:
         return _Distributed(0, 1, False)
     initialized_here = False
     if not dist.is_initialized():
-        dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
+        options = {} if timeout is None else {"timeout": timeout}
+        dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo",
+                                **options)
         initialized_here = True
     return _Distributed(dist.get_rank(), dist.get_world_size(), initialized_here)
 

@@ -404,7 +404,7 @@ def _train_codec(args: argparse.Namespace) -> int:
     preset = _preset(args)
     import torch.distributed as dist
 
-    from ...train import resolve_device, seed_everything
+    from ...train import distributed_context, resolve_device, seed_everything
     from .codec import SoundStream, train_codec
     from .data import AudioCropDataset
 
@@ -415,11 +415,7 @@ def _train_codec(args: argparse.Namespace) -> int:
     model = {"command": "train-codec", "codec": preset.codec.to_dict(),
              "adversarial": adversarial, "seed": args.seed}
     world_size = _world_size()
-    initialized_here = False
-    if world_size > 1 and not dist.is_initialized():
-        device = resolve_device(args.device)
-        dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
-        initialized_here = True
+    initialized_here = distributed_context(resolve_device(args.device)).initialized_here
     try:
         if world_size > 1:
             # Rank 0 checks (with --restart, clears) the checkpoint folder and the others
@@ -545,7 +541,7 @@ def _train_stage(args: argparse.Namespace) -> int:
     import torch
     import torch.distributed as dist
 
-    from ...train import TrainConfig, resolve_device, seed_everything, train
+    from ...train import TrainConfig, distributed_context, resolve_device, seed_everything, train
     from . import transformers
     from .data import (
         CoarseTokenCrops,
@@ -581,11 +577,9 @@ def _train_stage(args: argparse.Namespace) -> int:
                          .encode()).hexdigest()[:12]
     cache = cache_dir / f"tokens-{key}.pt"
     device = resolve_device(args.device)
-    initialized_here = False
-    if _world_size() > 1 and not dist.is_initialized():
-        dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo",
-                                timeout=datetime.timedelta(hours=12))
-        initialized_here = True
+    # a long timeout: the other ranks wait while rank 0 computes the tokens of the folder
+    context = distributed_context(device, timeout=datetime.timedelta(hours=12))
+    initialized_here = context.initialized_here
     try:
         tokenizer.to(device)
         codec.to(device)
