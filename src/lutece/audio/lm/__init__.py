@@ -8,6 +8,8 @@ over hybrid tokens, trained from scratch on a folder of audio (no pretrained wei
   with an RVQ bottleneck (16 kHz, strides (2, 4, 5, 8) -> 50 Hz, 12 x 1024 codes ->
   6 kbit/s by default), ``CodecConfig``, and ``train_codec`` / ``CodecTrainConfig``: the
   acoustic tokens.
+- :mod:`.codec_spectral`: the frame-rate STFT encoder and inverse-STFT decoder of the
+  codec's ``architecture="spectral"`` (Vocos-style; ``centred_stft``, ``overlap_add``).
 - :mod:`.codec_losses`: multi-scale mel reconstruction loss, the multi-scale waveform and
   STFT discriminators, hinge adversarial and feature-matching losses.
 - :mod:`.semantic`: the ``Tokenizer`` protocol, k-means tokenizers over log-mel / MFCC
@@ -44,6 +46,13 @@ from .codec_losses import (
     generator_hinge_loss,
     mel_spectrogram,
     multiscale_mel_loss,
+)
+from .codec_spectral import (
+    SpectralDecoder,
+    SpectralEncoder,
+    centred_stft,
+    overlap_add,
+    spectral_lookahead,
 )
 from .data import (
     AudioCropDataset,
@@ -113,6 +122,7 @@ __all__ = [
     # acoustic tokens
     "ResidualVectorQuantizer", "QuantizerOutput", "SoundStream", "CodecConfig",
     "CodecOutput", "CodecTrainConfig", "CodecTrainResult", "train_codec",
+    "SpectralEncoder", "SpectralDecoder", "centred_stft", "overlap_add", "spectral_lookahead",
     "mel_spectrogram", "multiscale_mel_loss", "DiscriminatorOutput", "WaveDiscriminator",
     "MultiScaleWaveDiscriminator", "STFTDiscriminator", "CodecDiscriminator",
     "discriminator_hinge_loss", "generator_hinge_loss", "feature_matching_loss",

@@ -1,0 +1,166 @@
+"""The frame-rate encoder and decoder of :class:`~lutece.audio.lm.codec.SoundStream`'s
+``architecture="spectral"``: an STFT analysis, convolutions at the codec's frame rate, and an
+inverse STFT by overlap-add.
+
+Why a second architecture: the waveform SoundStream spends almost all of its compute on the
+layers that run at the sample rate, and a small one trained on a CPU for thousands of steps
+still did not keep a speaker's voice in ``lutece reproduce audiolm``. Here every learned layer
+runs at the frame rate (50 Hz), in the manner of Vocos (Siuzdak, "Vocos: Closing the gap
+between time-domain and Fourier-based neural vocoders", 2023, arXiv 2306.00814), whose
+decoder predicts STFT frames and inverts them instead of upsampling a waveform. Measured
+while building the experiment (8 kHz, hop 160, latent 48, 8 x 128 codes, 1500 mel-only
+steps on one CPU thread): a step costs 0.07 s instead of 0.23 s, and the held-out log-mel
+distance is 1.61 against 1.96 for the waveform codec after 1500 steps.
+
+Shapes, with ``hop = prod(strides)``, ``n_fft = fft_hops * hop``, ``F = n_fft / 2 + 1``:
+
+- :class:`SpectralEncoder`: ``(batch, 1, frames * hop)`` -> ``(batch, D, frames)``. Frame
+  ``k`` is the Hann-windowed ``n_fft`` samples centred on the middle of the ``k``-th hop
+  (zero-padded at the ends, :func:`centred_stft`); its features are ``log(|X| + 1e-3)``
+  and ``Re X / (|X| + 1e-3)`` (``2 F`` channels); a kernel-3 conv to width ``W``,
+  ``blocks`` residual blocks, and a kernel-1 conv to ``D``.
+- :class:`SpectralDecoder`: ``(batch, D, frames)`` -> ``(batch, 1, frames * hop)``. A
+  kernel-3 conv to ``W``, ``blocks`` residual blocks, a kernel-1 conv to the real and
+  imaginary parts of ``F`` bins (predicted directly: Vocos predicts log-magnitude and phase,
+  which diverged or stalled in our runs), and :func:`overlap_add`, the inverse of the
+  encoder's analysis.
+- A residual block (ConvNeXt-like, as in Vocos): a kernel-3 conv with dilation ``d`` (1, 2,
+  4, 1, 2, 4, ...), LayerNorm over channels, a kernel-1 conv to ``2 W``, GELU, a kernel-1
+  conv back to ``W``, added to its input.
+
+Not causal: the convolutions are centred and the windows reach ``(n_fft - hop) / 2``
+samples past their hop, so output sample ``n`` may depend on input samples up to
+:func:`spectral_lookahead` samples later (SoundStream's streaming property is lost; AudioLM's
+token modelling does not need it).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+__all__ = ["SpectralEncoder", "SpectralDecoder", "spectral_lookahead", "centred_stft",
+           "overlap_add"]
+
+# Kernel size of every frame-rate conv, and the dilation cycle of the residual blocks.
+_KERNEL = 3
+_DILATIONS = (1, 2, 4)
+_MAGNITUDE_EPS = 1e-3
+
+
+def _dilation(index: int) -> int:
+    return _DILATIONS[index % len(_DILATIONS)]
+
+
+def _reach(blocks: int) -> int:
+    """Frames a conv stack (input conv + ``blocks`` blocks) looks ahead (and back)."""
+    return (_KERNEL - 1) // 2 * (1 + sum(_dilation(i) for i in range(blocks)))
+
+
+def spectral_lookahead(hop: int, fft_hops: int, blocks: int) -> int:
+    """Samples ``L`` such that output sample ``n`` of a spectral codec never depends on input
+    samples ``>= n + L``: each window reaches ``n_fft - lead`` samples past its frame start
+    (``lead = (n_fft - hop) // 2``) and encoder and decoder each look ``_reach(blocks)``
+    frames ahead."""
+    n_fft = fft_hops * hop
+    return 2 * _reach(blocks) * hop + n_fft
+
+
+def centred_stft(wave: torch.Tensor, hop: int, window: torch.Tensor) -> torch.Tensor:
+    """``(batch, samples)`` -> ``(batch, samples // hop, n_fft / 2 + 1)`` complex: frame ``k``
+    is the rFFT of ``window`` times samples ``[k hop - lead, k hop - lead + n_fft)``, zeros
+    outside the wave, ``lead = (n_fft - hop) // 2`` (so it is centred on the ``k``-th hop
+    for even ``n_fft - hop``)."""
+    n_fft = window.shape[0]
+    frames = wave.shape[-1] // hop
+    lead = (n_fft - hop) // 2
+    padded = F.pad(wave, (lead, n_fft - hop - lead))
+    return torch.fft.rfft(padded.unfold(-1, n_fft, hop)[:, :frames] * window)
+
+
+def overlap_add(spectrum: torch.Tensor, hop: int, window: torch.Tensor) -> torch.Tensor:
+    """The inverse of :func:`centred_stft`: ``(batch, frames, n_fft / 2 + 1)`` complex ->
+    ``(batch, frames * hop)``. Each frame's inverse rFFT, windowed again, is added at its
+    place; the sum is divided by ``sum(window^2) / hop``, the constant window-overlap gain of
+    a squared Hann window at ``hop <= n_fft / 3``, so that ``overlap_add(centred_stft(x))`` is ``x``
+    except within ``n_fft`` samples of either end (torch.istft instead divides by the exact
+    overlap sum, which nears zero at the ends and there amplifies whatever a decoder
+    predicts)."""
+    n_fft = window.shape[0]
+    frames = spectrum.shape[1]
+    segments = torch.fft.irfft(spectrum, n=n_fft) * window
+    length = (frames - 1) * hop + n_fft
+    wave = F.fold(segments.transpose(1, 2), output_size=(1, length), kernel_size=(1, n_fft),
+                  stride=(1, hop))[:, 0, 0]
+    lead = (n_fft - hop) // 2
+    return wave[:, lead:lead + frames * hop] * (hop / window.pow(2).sum())
+
+
+class _FrameConv(nn.Conv1d):
+    """A centred, length-preserving conv over frames."""
+
+    def __init__(self, in_channels: int, out_channels: int, dilation: int = 1) -> None:
+        super().__init__(in_channels, out_channels, _KERNEL, dilation=dilation,
+                         padding=(_KERNEL - 1) // 2 * dilation)
+
+
+class _Block(nn.Module):
+    """``x + pw2(gelu(pw1(layernorm(conv_d(x)))))`` on ``(batch, W, frames)``."""
+
+    def __init__(self, width: int, dilation: int) -> None:
+        super().__init__()
+        self.conv = _FrameConv(width, width, dilation)
+        self.norm = nn.LayerNorm(width)
+        self.expand = nn.Conv1d(width, 2 * width, 1)
+        self.project = nn.Conv1d(2 * width, width, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.norm(self.conv(x).transpose(1, 2)).transpose(1, 2)
+        return x + self.project(F.gelu(self.expand(h)))
+
+
+def _stack(in_channels: int, width: int, blocks: int) -> nn.Sequential:
+    return nn.Sequential(_FrameConv(in_channels, width),
+                         *(_Block(width, _dilation(i)) for i in range(blocks)))
+
+
+class SpectralEncoder(nn.Module):
+    """STFT frames -> latents (see the module doc). ``(batch, 1, frames * hop)`` ->
+    ``(batch, latent_dim, frames)``."""
+
+    def __init__(self, hop: int, fft_hops: int, width: int, blocks: int,
+                 latent_dim: int) -> None:
+        super().__init__()
+        self.hop, self.n_fft = hop, fft_hops * hop
+        self.register_buffer("window", torch.hann_window(self.n_fft), persistent=False)
+        bins = self.n_fft // 2 + 1
+        self.body = _stack(2 * bins, width, blocks)
+        self.out = nn.Conv1d(width, latent_dim, 1)
+
+    def forward(self, wave: torch.Tensor) -> torch.Tensor:
+        spectrum = centred_stft(wave[:, 0], self.hop, self.window)
+        magnitude = spectrum.abs() + _MAGNITUDE_EPS
+        features = torch.cat((magnitude.log(), spectrum.real / magnitude), -1)
+        return self.out(self.body(features.transpose(1, 2)))
+
+
+class SpectralDecoder(nn.Module):
+    """Latents -> STFT frames -> wave by overlap-add (see the module doc).
+    ``(batch, latent_dim, frames)`` -> ``(batch, 1, frames * hop)``."""
+
+    def __init__(self, hop: int, fft_hops: int, width: int, blocks: int,
+                 latent_dim: int) -> None:
+        super().__init__()
+        self.hop, self.n_fft = hop, fft_hops * hop
+        self.register_buffer("window", torch.hann_window(self.n_fft), persistent=False)
+        self.body = _stack(latent_dim, width, blocks)
+        self.out = nn.Conv1d(width, 2 * (self.n_fft // 2 + 1), 1)
+        # start near silence: a loud random spectrum makes the first mel-loss steps explode
+        nn.init.normal_(self.out.weight, std=0.01)
+        nn.init.zeros_(self.out.bias)
+
+    def forward(self, latent: torch.Tensor) -> torch.Tensor:
+        real, imaginary = self.out(self.body(latent)).chunk(2, dim=1)
+        spectrum = torch.complex(real, imaginary).transpose(1, 2)
+        return overlap_add(spectrum, self.hop, self.window)[:, None]
