@@ -220,6 +220,24 @@ def test_adversarial_training_resumes_exactly(tmp_path):
         train_codec(_tiny(latent_dim=6), waves, _train_config(tmp_path / "b", **config))
 
 
+def test_discriminator_start_delays_the_discriminator_then_the_warmup_its_use():
+    config = dict(steps=4, batch_size=2, segment_samples=512, adversarial=True,
+                  discriminator_start=2, discriminator_warmup=3, discriminator_channels=4,
+                  stft_window=64, stft_hop=16, mel_scales=(64, 128))
+    torch.manual_seed(0)
+    result = train_codec(_tiny(), _tones(count=3, samples=2048), _train_config(**config))
+    keys = [set(entry) for entry in result.history]
+    assert not keys[0] & {"discriminator", "adversarial"}
+    assert not keys[1] & {"discriminator", "adversarial"}
+    assert "discriminator" in keys[2] and "adversarial" not in keys[2]
+    assert {"discriminator", "adversarial", "feature_matching"} <= keys[3]
+    with pytest.raises(ValueError, match=r"discriminator_start must be in \[0, "
+                                         r"discriminator_warmup = 3\], got 4"):
+        CodecTrainConfig(discriminator_start=4, discriminator_warmup=3)
+    with pytest.raises(ValueError, match="discriminator_start"):
+        CodecTrainConfig(discriminator_start=-1)
+
+
 def test_nan_guard_stops_with_a_clear_message_and_keeps_the_last_checkpoint(
         tmp_path, monkeypatch):
     real_loss = codec_losses.multiscale_mel_loss

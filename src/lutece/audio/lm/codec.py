@@ -452,6 +452,12 @@ class CodecTrainConfig:
         discriminator_warmup: steps during which the discriminator trains but the
             generator ignores the adversarial and feature-matching terms (1000: our choice,
             not a published value).
+        discriminator_start: steps of reconstruction only, before the discriminator is
+            even run (0; at most ``discriminator_warmup``): the discriminator trains on
+            steps ``> discriminator_start``, the generator uses it on steps
+            ``> discriminator_warmup``. A discriminator step costs several codec steps on a
+            CPU, so a long reconstruction-only phase is cheap only with it (Parallel
+            WaveGAN's ``discriminator_train_start_steps``, Yamamoto et al., 2020).
         reconstruction_weight, adversarial_weight, feature_matching_weight: 1, 1, 100
             (audiolm-pytorch's defaults for SoundStream; the paper's exact lambda values
             are not verified in our research notes).
@@ -474,6 +480,7 @@ class CodecTrainConfig:
     grad_clip: float | None = 1.0
     adversarial: bool = True
     discriminator_warmup: int = 1000
+    discriminator_start: int = 0
     reconstruction_weight: float = 1.0
     adversarial_weight: float = 1.0
     feature_matching_weight: float = 100.0
@@ -502,6 +509,10 @@ class CodecTrainConfig:
         if self.discriminator_warmup < 0:
             raise ValueError(f"CodecTrainConfig: discriminator_warmup must be >= 0, "
                              f"got {self.discriminator_warmup}")
+        if not 0 <= self.discriminator_start <= self.discriminator_warmup:
+            raise ValueError(f"CodecTrainConfig: discriminator_start must be in [0, "
+                             f"discriminator_warmup = {self.discriminator_warmup}], got "
+                             f"{self.discriminator_start}")
         for name in ("learning_rate", "discriminator_learning_rate"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"CodecTrainConfig: {name} must be > 0, "
@@ -862,7 +873,8 @@ def _codec_loop(codec: SoundStream, waves: Any, config: CodecTrainConfig,
                        "commitment": float(output.commitment_loss.detach()),
                        "levels": output.codes.shape[-1]}
             real_outputs = None
-            if discriminator is not None:
+            discriminating = discriminator is not None and step > config.discriminator_start
+            if discriminating:
                 real_outputs = discriminator(real)
                 if step > config.discriminator_warmup:
                     fake_outputs = discriminator(fake)
@@ -879,7 +891,7 @@ def _codec_loop(codec: SoundStream, waves: Any, config: CodecTrainConfig,
             optimizer.zero_grad(set_to_none=True)
             generator_loss.backward()
             clip(codec.parameters(), step, "generator")
-            if discriminator is not None:
+            if discriminating:
                 discriminator_loss = discriminator_hinge_loss(real_outputs,
                                                               discriminator(fake.detach()))
                 guard.check(step, "discriminator (hinge) loss", discriminator_loss)
