@@ -11,7 +11,9 @@ operator's OpenMP barrier waits for a descheduled thread, which made batch-1 sam
   RTF = compute seconds / audio seconds (below 1: faster than real time). Presets: the
   AudioLM size (``CodecConfig()``: 32 channels doubled per block, strides (2, 4, 5, 8),
   128-d latents, 12 x 1024 codes, 6 kbit/s) and a small one (16 channels, 64-d latents,
-  8 x 256 codes, 3.2 kbit/s).
+  8 x 256 codes, 3.2 kbit/s), each also with ``architecture="spectral"`` (frame-rate STFT
+  encoder / iSTFT decoder, width 32 x 16 = 512 and 16 x 16 = 256; no anchor counterpart,
+  so its anchor columns read "-").
 - Sampling (``SemanticStage.generate(None, n, use_cache=...)``, a 1024-token vocabulary, a
   Transformer with d = 256, 4 layers, 4 heads, FFN 1024, rotary positions, temperature
   0.6): tokens/s = n / seconds of the whole call (BOS prefix pass included) for n = 250,
@@ -56,6 +58,9 @@ ANCHOR = "audiolm_pytorch"
 CODEC_PRESETS = {
     "AudioLM (CodecConfig())": {},
     "small": {"channels": 16, "latent_dim": 64, "num_levels": 8, "codebook_size": 256},
+    "AudioLM size, spectral": {"architecture": "spectral", "causal": False},
+    "small, spectral": {"channels": 16, "latent_dim": 64, "num_levels": 8,
+                        "codebook_size": 256, "architecture": "spectral", "causal": False},
 }
 TRANSFORMER = {"dim": 256, "num_layers": 4, "num_heads": 4}
 
@@ -192,7 +197,8 @@ def run(quick: bool) -> str:
     codec_rows = []
     for preset in CODEC_PRESETS:
         ours = _spawn("codec", preset, seconds, codec_repeats)
-        theirs = _spawn("anchor_codec", preset, seconds, codec_repeats) if anchor else None
+        like_for_like = anchor and "architecture" not in CODEC_PRESETS[preset]
+        theirs = _spawn("anchor_codec", preset, seconds, codec_repeats) if like_for_like else None
         enc, dec = (ours and ours["encode"] / seconds), (ours and ours["decode"] / seconds)
         anchor_enc = theirs and theirs["encode"] / seconds
         anchor_dec = theirs and theirs["decode"] / seconds

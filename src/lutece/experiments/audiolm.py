@@ -8,15 +8,23 @@ corpus. The parts of AudioLM, all from :mod:`lutece.audio.lm`:
 
 - acoustic tokens: a tiny :class:`~lutece.audio.lm.codec.SoundStream` (50 Hz, ``Q`` RVQ
   levels of ``N`` codes; mel reconstruction loss, adversarial only in the full run, after
-  a reconstruction-only warm-up). Two settings depart from the library defaults because the
-  codec trains for only hundreds to a few thousand steps on small batches, both measured
-  while building this experiment: the log-mel term is floored at 0.1 instead of 1e-5 (with
-  1e-5 the loss is dominated by near-silent bins; with 0.1 it fell steadily and the
-  log-mel distance at audible levels was lower, 0.99 after 2000 steps against 1.16 after
-  1000 with 1e-5: a small, not a controlled, difference), and codes are replaced as dead
-  below an EMA count of 0.2 per step instead of 2 (a batch has only about 200 frames: the
-  median EMA count of a 128-code level was 1.3-1.7, so with 2 most codes counted as dead
-  and were redrawn at every step);
+  a reconstruction-only phase). Three settings depart from the library defaults because the
+  codec trains for only one to four thousand steps on small batches on a CPU, all measured
+  while building this experiment:
+
+  - the spectral architecture (``architecture="spectral"``, not causal: STFT encoder,
+    inverse-STFT decoder, every learned layer at 50 Hz). With the waveform SoundStream,
+    1500 steps (22 min a seed) left a log-mel distance of 1.96 and a resynthesis that kept
+    the voice at an AUC of 0.54; the spectral codec costs 0.07 s a step instead of 0.23
+    and reached 1.61 and 0.66 after 1500 steps, 1.57 and 0.74 after 4000 (the last 300
+    with the adversarial loss);
+  - the log-mel term is floored at 0.1 instead of 1e-5 (with 1e-5 the loss is dominated
+    by near-silent bins; with 0.1 it fell steadily and the log-mel distance at audible
+    levels was lower, 0.99 after 2000 steps against 1.16 after 1000 with 1e-5: a small,
+    not a controlled, difference);
+  - codes are replaced as dead below an EMA count of 0.2 per step instead of 2 (a batch
+    has only about 200 frames: the median EMA count of a 128-code level was 1.3-1.7, so
+    with 2 most codes counted as dead and were redrawn at every step);
 - semantic tokens (25 Hz, ``K`` ids): k-means on MFCCs (HuBERT's first iteration) and
   k-means on one layer of a tiny masked-prediction encoder trained on those MFCC ids
   (HuBERT's second iteration; the analog of w2v-BERT's layer 7); the latter drives the LM;
@@ -142,25 +150,26 @@ def default_config(quick: bool, seed: int) -> dict:
             "prompt_seconds": 1.5, "voices": 6, "words": 8, "instruments": 4,
             "train_speech": 48, "train_music": 48, "test_per_identity": 2, "abx_repeats": 2,
             "abx_pitches": 7, "codec_channels": 6, "latent_dim": 32, "levels": 4,
-            "codebook_size": 64, "codec_steps": 500, "codec_batch": 16,
-            "codec_segment": 1920, "codec_lr": 3e-3, "adversarial": False,
+            "codebook_size": 64, "codec_architecture": "spectral", "codec_steps": 1000,
+            "codec_batch": 16, "codec_segment": 1920, "codec_lr": 2e-3, "adversarial": False,
             "discriminator_warmup": 0, "codec_log_floor": 0.1, "dead_code_threshold": 0.2,
             "num_clusters": 64, "encoder_dim": 64, "encoder_layers": 2, "ssl_layer": 1,
             "encoder_steps": 120, "coarse_levels": 2, "stage_dim": 64, "stage_layers": 2,
             "stage_steps": 150, "stage_batch": 16, "stage_lr": 3e-3, "probe_steps": 150}
-    # 8 kHz as the quick run (a 16 kHz codec costs twice as much per step). The codec step
-    # costs 0.2 s, 1.1 s with the discriminators (one thread, measured), hence 1200 steps of
-    # reconstruction only before 300 adversarial ones. Measured: 88 min for the three seeds
-    # on one thread with other jobs running, the codec 22 min of the first seed's.
+    # 8 kHz as the quick run (a 16 kHz codec costs twice as much per step). A spectral codec
+    # step costs 0.07 s, about 1 s with the discriminators (one thread, measured), hence
+    # 3700 steps of reconstruction only, 100 that train the discriminator alone and 200
+    # adversarial ones: 10.5 min a seed with other jobs running.
     return {
         "seeds": [seed, seed + 1, seed + 2], "sample_rate": 8000, "strides": (2, 4, 5, 4),
         "clip_seconds": 3.0, "prompt_seconds": 1.5, "voices": 8, "words": 10,
         "instruments": 6, "train_speech": 96, "train_music": 96, "test_per_identity": 3,
         "abx_repeats": 2, "abx_pitches": 8, "codec_channels": 8, "latent_dim": 48,
-        "levels": 8, "codebook_size": 128, "codec_steps": 1500, "codec_batch": 16,
-        "codec_segment": 1920, "codec_lr": 3e-3, "adversarial": True,
-        "discriminator_warmup": 1200, "codec_log_floor": 0.1, "dead_code_threshold": 0.2,
-        "num_clusters": 100,
+        "levels": 8, "codebook_size": 128, "codec_architecture": "spectral",
+        "codec_steps": 4000, "codec_batch": 16, "codec_segment": 1920, "codec_lr": 2e-3,
+        "adversarial": True, "discriminator_start": 3700, "discriminator_warmup": 3800,
+        "codec_log_floor": 0.1,
+        "dead_code_threshold": 0.2, "num_clusters": 100,
         "encoder_dim": 96, "encoder_layers": 3, "ssl_layer": 2, "encoder_steps": 300,
         "coarse_levels": 2, "stage_dim": 96, "stage_layers": 3, "stage_steps": 300,
         "stage_batch": 16, "stage_lr": 2e-3, "probe_steps": 250}
@@ -534,13 +543,16 @@ def _run_seed(config: dict, seed: int) -> dict:
         sample_rate=sr, channels=config["codec_channels"], strides=tuple(config["strides"]),
         latent_dim=config["latent_dim"], num_levels=config["levels"],
         codebook_size=config["codebook_size"], kmeans_iterations=5,
-        dead_code_threshold=config["dead_code_threshold"]),
+        dead_code_threshold=config["dead_code_threshold"],
+        architecture=config.get("codec_architecture", "waveform"),
+        causal=config.get("codec_architecture", "waveform") == "waveform"),
         generator=torch.Generator().manual_seed(seed))
     train_codec(codec, data["train"], CodecTrainConfig(
         steps=config["codec_steps"], batch_size=config["codec_batch"],
         segment_samples=config["codec_segment"], learning_rate=config["codec_lr"],
         adversarial=config["adversarial"],
         discriminator_warmup=config["discriminator_warmup"],
+        discriminator_start=config.get("discriminator_start", 0),
         mel_scales=(64, 128, 256, 512), n_mels=32, log_floor=config["codec_log_floor"],
         seed=seed, device="cpu", progress=False,
         log_every=config["codec_steps"]))
@@ -827,12 +839,13 @@ def run_with(config: dict, quick: bool, seed: int) -> ExperimentResult:
           f"{metrics[f'codec_si_snr_db_{highest.levels}_levels']:.1f} dB.")
     if quick:
         claim_shown = None
-        notes = (f"Quick mode: one seed, a {config['codec_channels']}-channel codec trained "
+        notes = (f"Quick mode: one seed, a {config.get('codec_architecture', 'waveform')} "
+                 f"codec (C = {config['codec_channels']}) trained "
                  f"{config['codec_steps']} steps without the adversarial loss, "
                  f"{config['stage_steps']}-step stages of width {config['stage_dim']}, "
                  f"{config['train_speech'] + config['train_music']} training clips of "
                  f"{config['clip_seconds']:g} s at {sr} Hz: too small to show the claim (the "
-                 f"codec only starts to learn, so every decoded sound is crude). The --full "
+                 f"stages barely start to learn, and every decoded sound is crude). The --full "
                  f"run (3 seeds, larger models, {default_config(False, 0)['codec_steps']} "
                  f"codec steps ending with the adversarial loss) gives the verdict. "
                  + NOT_REPRODUCED)
