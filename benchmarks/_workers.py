@@ -70,15 +70,23 @@ def spawn(script: str, threads: int, name: str, *args) -> dict | None:
     return json.loads(completed.stdout.strip().splitlines()[-1])
 
 
-def main(doc: str, workers: dict, section: str, run, quick_help: str) -> None:
+def main(doc: str, workers: dict, section: str, run, quick_help: str,
+         smoke_help: str | None = None) -> None:
     """A benchmark script's entry point: ``--worker`` runs one worker and prints its JSON;
-    otherwise ``run(quick)`` builds the text, printed and (full runs) recorded."""
+    otherwise ``run(quick)`` builds the text, printed and (full runs) recorded. With
+    ``smoke_help`` the script also takes ``--smoke`` (a grid smaller than the quick one, for
+    the test suite): ``run(True, smoke=True)``, printed."""
     parser = argparse.ArgumentParser(description=doc.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help=quick_help)
+    if smoke_help:
+        parser.add_argument("--smoke", action="store_true", help=smoke_help)
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
         name, *worker_args = json.loads(args.worker)
         print(json.dumps(workers[name](*worker_args)))
+        return
+    if getattr(args, "smoke", False):
+        publish(section, run(True, smoke=True), True)
         return
     publish(section, run(args.quick), args.quick)

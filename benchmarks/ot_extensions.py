@@ -21,6 +21,9 @@ intra-op threads; peak RSS increase over the process's state after imports and d
 
     python benchmarks/ot_extensions.py            # the full grid -> RESULTS.md
     python benchmarks/ot_extensions.py --quick    # n <= 10 000, GW at n = 300, printed
+    python benchmarks/ot_extensions.py --smoke    # the tests': low rank at n = 1000, 2000
+                                                  # (5 steps), POT and full at 1000, no
+                                                  # exact OT, GW at 300 (lutece only), printed
 """
 
 from __future__ import annotations
@@ -182,12 +185,17 @@ def _spawn(name: str, *args) -> dict | None:
     return spawn(__file__, THREADS, name, *args)
 
 
-def run(quick: bool) -> str:
+def run(quick: bool, smoke: bool = False) -> str:
     low_rank_sizes = [1000, 10_000] if quick else [1000, 10_000, 100_000, 1_000_000]
     full_sizes = [1000, 4000] if quick else [1000, 4000, 20_000]
     pot_sizes = [1000] if quick else [1000, 10_000, 100_000]
     gw_sizes = [300] if quick else [500, 2000]
     steps = 20 if quick else 100
+    exact_up_to = 4000
+    gw_libraries = ("lutece", "lutece_dense", "pot")
+    if smoke:  # the test suite's grid: fewer, smaller runs (each worker process costs ~3 s)
+        low_rank_sizes, full_sizes, steps, exact_up_to = [1000, 2000], [1000], 5, 0
+        gw_libraries = ("lutece",)
 
     def repeats(n: int) -> int:
         return 1 if quick or n > 10_000 else 3
@@ -198,7 +206,7 @@ def run(quick: bool) -> str:
             if n in low_rank_sizes else None
         pot = _spawn("pot_low_rank", n, repeats(n)) if n in pot_sizes else None
         full = _spawn("full", n, 20, repeats(n)) if n in full_sizes else None
-        exact = _spawn("exact", n) if n <= 4000 else None
+        exact = _spawn("exact", n) if n <= exact_up_to else None
         if ours:
             lr_times.append((n, ours["per_step"]))
         if full:
@@ -219,8 +227,8 @@ def run(quick: bool) -> str:
     gw_rows = []
     for n in gw_sizes:
         results = {name: _spawn("gw", name, n, 1 if quick or n > 500 else 3)
-                   for name in ("lutece", "lutece_dense", "pot")}
-        ours, dense, pot = results["lutece"], results["lutece_dense"], results["pot"]
+                   for name in gw_libraries}
+        ours, dense, pot = (results.get(name) for name in ("lutece", "lutece_dense", "pot"))
         gw_rows.append(
             f"| {n} | {fmt(ours and ours['seconds'])} | {fmt(ours and ours['cost'], 6)} | "
             f"{ours and ours['iterations']} | {fmt(dense and dense['seconds'])} | "
@@ -232,7 +240,8 @@ def run(quick: bool) -> str:
                f"run, {versions('torch', 'pot')}; {time.strftime('%Y-%m-%d')}")
     return "\n".join([
         SECTION, "",
-        f"Machine: {machine}. {'Quick grid' if quick else 'Full grid'}; protocol in "
+        f"Machine: {machine}. "
+        f"{'Smoke grid' if smoke else 'Quick grid' if quick else 'Full grid'}; protocol in "
         "benchmarks/ot_extensions.py.", "",
         f"Low-rank (rank {RANK}) vs full Sinkhorn, 2-D squared Euclidean, float32. Times are "
         "per step (ms): a mirror-descent step for the low-rank solvers, a Sinkhorn iteration "
@@ -253,7 +262,8 @@ def run(quick: bool) -> str:
 
 
 def main() -> None:
-    worker_main(__doc__, WORKERS, SECTION, run, "small sizes only, printed")
+    worker_main(__doc__, WORKERS, SECTION, run, "small sizes only, printed",
+                "the test suite's grid, smaller still: printed")
 
 
 if __name__ == "__main__":

@@ -34,7 +34,9 @@ def test_ot_benchmark_quick_grid():
 
 
 def test_ot_extensions_benchmark_quick_grid():
-    out = _quick_output("ot_extensions.py")
+    # --smoke: the quick grid cut to five worker processes (low rank at 1000 and 2000, POT and
+    # full Sinkhorn at 1000, lutece's GW at 300), each ~3 s of imports alone
+    out = _quick_output("ot_extensions.py", "--smoke")
     assert "| 1000 |" in out and "pot / lutece" in out and "Fitted exponents" in out
     assert "| 300 |" in out  # the Gromov-Wasserstein row
 

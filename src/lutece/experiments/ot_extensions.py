@@ -65,6 +65,10 @@ DTYPE = torch.float64
 MONGE_STEPS = {True: 150, False: 2000}
 LOW_RANK_SIZES = {True: [1000, 10_000, 50_000], False: [1000, 10_000, 100_000, 1_000_000]}
 FULL_SINKHORN_SIZES = {True: [1000, 2000, 4000], False: [1000, 4000, 10_000, 20_000]}
+# quick / full iteration caps of the barycenter solves and epsilon-annealing stages of GW
+# (each divides epsilon by 3); the same in both modes, but the tests shorten them
+BARYCENTER_ITERATIONS = {True: 2000, False: 2000}
+GW_ANNEALING_STAGES = {True: 4, False: 4}
 
 
 # ------------------------------------------------------------------------- 1. barycenters
@@ -98,7 +102,7 @@ def _barycenter_study(quick: bool) -> dict:
     shapes = _shapes(size)
     histograms = torch.stack([s.flatten() / s.sum() for s in shapes.values()])
     out = fixed_support_barycenter(histograms, grid, epsilon=epsilon, debiased=True,
-                                   max_iterations=2000, warn=False)
+                                   max_iterations=BARYCENTER_ITERATIONS[quick], warn=False)
     # two translated disks: the W2 barycenter is the disk translated halfway
     axis = torch.linspace(0, 1, size, dtype=DTYPE)
     u, v = torch.meshgrid(axis, axis, indexing="ij")
@@ -107,7 +111,7 @@ def _barycenter_study(quick: bool) -> dict:
         disk = (((u - centre) ** 2 + (v - centre) ** 2) < 0.15 ** 2).to(DTYPE).flatten()
         disks.append(disk / disk.sum())
     pair = fixed_support_barycenter(torch.stack(disks), grid, epsilon=epsilon, debiased=True,
-                                    max_iterations=2000, warn=False)
+                                    max_iterations=BARYCENTER_ITERATIONS[quick], warn=False)
     centre, spread = _moments(pair.histogram, size)
     _, disk_spread = _moments(disks[0], size)
     return {"size": size, "epsilon": epsilon, "names": list(shapes), "inputs": histograms,
@@ -145,7 +149,8 @@ def _gw_study(quick: bool, seed: int) -> dict:
         out = gromov_wasserstein(PointCloud(y), PointCloud(x), tau_b=tau_b,
                                  max_iterations=200, warn=False)
         epsilon = out.epsilon
-        for step in range(1, 5):  # anneal epsilon by 3x per stage, warm-started
+        # anneal epsilon by 3x per stage, warm-started
+        for step in range(1, GW_ANNEALING_STAGES[quick] + 1):
             out = gromov_wasserstein(PointCloud(y), PointCloud(x), epsilon=epsilon / 3 ** step,
                                      tau_b=tau_b, init=out.matrix, max_iterations=200,
                                      warn=False)

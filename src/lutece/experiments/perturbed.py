@@ -76,8 +76,13 @@ def _path_metrics(pred_paths, maps) -> dict[str, float]:
             "cost_ratio": float(ratio.mean())}
 
 
+# quick / full Warcraft sizes: cells per side, pixels per cell, training maps, epochs (the
+# tests shrink the quick entry)
+WARCRAFT_SIZES = {True: (8, 6, 300, 30), False: (12, 8, 1000, 40)}
+
+
 def _warcraft_study(quick: bool, seeds: list[int]) -> dict:
-    grid, tile, num_train, epochs = (8, 6, 300, 30) if quick else (12, 8, 1000, 40)
+    grid, tile, num_train, epochs = WARCRAFT_SIZES[quick]
     test = warcraft_maps(200 if quick else 500, grid, tile, seed=10_000)
     solver = functools.partial(shortest_path_grid, clamp_negative=True)
     results = {"Fenchel-Young (perturbed)": [], "squared loss on masks": []}
@@ -147,10 +152,14 @@ def _ranking_study(quick: bool, seeds: list[int]) -> dict:
     return {"rho": rho, "epochs": epochs}
 
 
+# quick / full sigma-and-samples grid: num_samples values, gradient draws per variance,
+# epochs of each final-accuracy training (the tests shorten the quick training)
+SIGMA_STUDY = {True: ([1, 10, 100], 20, 150), False: ([1, 3, 10, 30, 100], 50, 300)}
+
+
 def _sigma_samples_study(quick: bool, seed: int) -> dict:
     sigmas = [0.05, 0.5, 5.0]
-    sample_counts = [1, 10, 100] if quick else [1, 3, 10, 30, 100]
-    repeats = 20 if quick else 50
+    sample_counts, repeats, epochs = SIGMA_STUDY[quick]
     (x, target), _ = label_ranking_data(200, 10, 20, 10, seed)
     torch.manual_seed(seed)
     model = nn.Linear(20, 10)
@@ -166,8 +175,7 @@ def _sigma_samples_study(quick: bool, seed: int) -> dict:
                 gradients.append(gradient.flatten())
             variance[(sigma, num_samples)] = float(torch.stack(gradients).var(dim=0).sum())
             accuracy[(sigma, num_samples)] = _train_label_ranking(
-                "perturbed", seed, 150 if quick else 300, sigma=sigma,
-                num_samples=num_samples)[0]
+                "perturbed", seed, epochs, sigma=sigma, num_samples=num_samples)[0]
     return {"sigmas": sigmas, "sample_counts": sample_counts, "variance": variance,
             "accuracy": accuracy, "repeats": repeats}
 
