@@ -62,6 +62,35 @@ def test_analysis_and_synthesis_match_torch_stft_and_istft(generator):
     torch.testing.assert_close(mine[:, n_fft:-n_fft], theirs[:, n_fft - hop // 2:-n_fft - hop // 2])
 
 
+def test_bad_arguments_are_rejected():
+    window = torch.hann_window(32)
+    wave, spectrum = torch.randn(1, 64), torch.randn(1, 8, 17, dtype=torch.complex64)
+    with pytest.raises(ValueError, match="hop must be a positive int"):
+        centred_stft(wave, 0, window)
+    with pytest.raises(ValueError, match="at least 3 hops"):
+        centred_stft(wave, 16, window)
+    with pytest.raises(TypeError, match="floating-point"):
+        centred_stft(wave.long(), 8, window)
+    with pytest.raises(ValueError, match=r"\(batch, samples >= hop = 8\)"):
+        centred_stft(torch.randn(64), 8, window)
+    with pytest.raises(ValueError, match="complex with shape"):
+        overlap_add(spectrum.real, 8, window)
+    with pytest.raises(ValueError, match="n_fft / 2 \\+ 1 = 17"):
+        overlap_add(spectrum[..., :16], 8, window)
+    with pytest.raises(ValueError, match="at least 3 hops"):
+        overlap_add(spectrum, 8, window[:16])
+    with pytest.raises(TypeError, match="torch.Tensor"):
+        overlap_add([1.0], 8, window)
+    with pytest.raises(ValueError, match="fft_hops"):
+        spectral_lookahead(8, 0, 2)
+    with pytest.raises(ValueError, match="blocks"):
+        spectral_lookahead(8, 4, -1)
+    with pytest.raises(ValueError, match="SpectralEncoder: fft_hops must be an int >= 3"):
+        SpectralEncoder(8, 2, 16, 2, 8)
+    with pytest.raises(ValueError, match="SpectralDecoder: width must be a positive int"):
+        SpectralDecoder(8, 4, 0, 2, 8)
+
+
 def test_overlap_add_gradients_by_finite_differences(generator):
     window = torch.hann_window(16, dtype=torch.float64)
     spectrum = torch.randn(1, 5, 9, generator=generator, dtype=torch.complex128,

@@ -40,6 +40,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from ..._validation import check_floating, check_tensor
+
 __all__ = ["SpectralEncoder", "SpectralDecoder", "spectral_lookahead", "centred_stft",
            "overlap_add"]
 
@@ -58,21 +60,59 @@ def _reach(blocks: int) -> int:
     return (_KERNEL - 1) // 2 * (1 + sum(_dilation(i) for i in range(blocks)))
 
 
+def _check_positive_int(fn: str, name: str, value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{fn}: {name} must be a positive int, got {value!r}")
+    return value
+
+
+def _check_frame_pair(fn: str, hop: object, window: object) -> int:
+    """``n_fft`` after checking ``hop`` and a 1-d float ``window`` of at least 3 hops."""
+    _check_positive_int(fn, "hop", hop)
+    check_tensor(fn, "window", window)
+    check_floating(fn, "window", window)
+    if window.ndim != 1 or window.shape[0] < 3 * hop:
+        raise ValueError(f"{fn}: window must be 1-d with at least 3 hops ({3 * hop} "
+                         f"samples: a squared Hann window overlap-adds to a constant only "
+                         f"then), got shape {tuple(window.shape)}")
+    return window.shape[0]
+
+
+def _check_sizes(fn: str, hop: object, fft_hops: object, width: object, blocks: object,
+                 latent_dim: object) -> None:
+    for name, value in (("hop", hop), ("width", width), ("latent_dim", latent_dim)):
+        _check_positive_int(fn, name, value)
+    if isinstance(fft_hops, bool) or not isinstance(fft_hops, int) or fft_hops < 3:
+        raise ValueError(f"{fn}: fft_hops must be an int >= 3, got {fft_hops!r}")
+    if isinstance(blocks, bool) or not isinstance(blocks, int) or blocks < 0:
+        raise ValueError(f"{fn}: blocks must be a non-negative int, got {blocks!r}")
+
+
 def spectral_lookahead(hop: int, fft_hops: int, blocks: int) -> int:
     """Samples ``L`` such that output sample ``n`` of a spectral codec never depends on input
     samples ``>= n + L``: each window reaches ``n_fft - lead`` samples past its frame start
     (``lead = (n_fft - hop) // 2``) and encoder and decoder each look ``_reach(blocks)``
     frames ahead."""
-    n_fft = fft_hops * hop
-    return 2 * _reach(blocks) * hop + n_fft
+    fn = "spectral_lookahead"
+    for name, value in (("hop", hop), ("fft_hops", fft_hops)):
+        _check_positive_int(fn, name, value)
+    if isinstance(blocks, bool) or not isinstance(blocks, int) or blocks < 0:
+        raise ValueError(f"{fn}: blocks must be a non-negative int, got {blocks!r}")
+    return 2 * _reach(blocks) * hop + fft_hops * hop
 
 
 def centred_stft(wave: torch.Tensor, hop: int, window: torch.Tensor) -> torch.Tensor:
     """``(batch, samples)`` -> ``(batch, samples // hop, n_fft / 2 + 1)`` complex: frame ``k``
     is the rFFT of ``window`` times samples ``[k hop - lead, k hop - lead + n_fft)``, zeros
     outside the wave, ``lead = (n_fft - hop) // 2`` (so it is centred on the ``k``-th hop
-    for even ``n_fft - hop``)."""
-    n_fft = window.shape[0]
+    for even ``n_fft - hop``). ``window``: 1-d, at least ``3 hop`` samples."""
+    fn = "centred_stft"
+    n_fft = _check_frame_pair(fn, hop, window)
+    check_tensor(fn, "wave", wave)
+    check_floating(fn, "wave", wave)
+    if wave.ndim != 2 or wave.shape[-1] < hop:
+        raise ValueError(f"{fn}: wave must have shape (batch, samples >= hop = {hop}), got "
+                         f"{tuple(wave.shape)}")
     frames = wave.shape[-1] // hop
     lead = (n_fft - hop) // 2
     padded = F.pad(wave, (lead, n_fft - hop - lead))
@@ -87,7 +127,14 @@ def overlap_add(spectrum: torch.Tensor, hop: int, window: torch.Tensor) -> torch
     except within ``n_fft`` samples of either end (torch.istft instead divides by the exact
     overlap sum, which nears zero at the ends and there amplifies whatever a decoder
     predicts)."""
-    n_fft = window.shape[0]
+    fn = "overlap_add"
+    n_fft = _check_frame_pair(fn, hop, window)
+    check_tensor(fn, "spectrum", spectrum)
+    if (not spectrum.is_complex() or spectrum.ndim != 3 or spectrum.shape[1] < 1
+            or spectrum.shape[2] != n_fft // 2 + 1):
+        raise ValueError(f"{fn}: spectrum must be complex with shape (batch, frames >= 1, "
+                         f"n_fft / 2 + 1 = {n_fft // 2 + 1}), got {spectrum.dtype} "
+                         f"{tuple(spectrum.shape)}")
     frames = spectrum.shape[1]
     segments = torch.fft.irfft(spectrum, n=n_fft) * window
     length = (frames - 1) * hop + n_fft
@@ -132,6 +179,7 @@ class SpectralEncoder(nn.Module):
     def __init__(self, hop: int, fft_hops: int, width: int, blocks: int,
                  latent_dim: int) -> None:
         super().__init__()
+        _check_sizes("SpectralEncoder", hop, fft_hops, width, blocks, latent_dim)
         self.hop, self.n_fft = hop, fft_hops * hop
         self.register_buffer("window", torch.hann_window(self.n_fft), persistent=False)
         bins = self.n_fft // 2 + 1
@@ -152,6 +200,7 @@ class SpectralDecoder(nn.Module):
     def __init__(self, hop: int, fft_hops: int, width: int, blocks: int,
                  latent_dim: int) -> None:
         super().__init__()
+        _check_sizes("SpectralDecoder", hop, fft_hops, width, blocks, latent_dim)
         self.hop, self.n_fft = hop, fft_hops * hop
         self.register_buffer("window", torch.hann_window(self.n_fft), persistent=False)
         self.body = _stack(latent_dim, width, blocks)
