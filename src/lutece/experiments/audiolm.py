@@ -17,7 +17,7 @@ corpus. The parts of AudioLM, all from :mod:`lutece.audio.lm`:
     1500 steps (22 min a seed) left a log-mel distance of 1.96 and a resynthesis that kept
     the voice at an AUC of 0.54; the spectral codec costs 0.07 s a step instead of 0.23
     and reached 1.61 and 0.66 after 1500 steps, 1.57 and 0.74 after 4000 (the last 300
-    with the adversarial loss);
+    with the discriminator, 200 of them adversarial);
   - the log-mel term is floored at 0.1 instead of 1e-5 (with 1e-5 the loss is dominated
     by near-silent bins; with 0.1 it fell steadily and the log-mel distance at audible
     levels was lower, 0.99 after 2000 steps against 1.16 after 1000 with 1e-5: a small,
@@ -159,7 +159,7 @@ def default_config(quick: bool, seed: int) -> dict:
     # 8 kHz as the quick run (a 16 kHz codec costs twice as much per step). A spectral codec
     # step costs 0.07 s, about 1 s with the discriminators (one thread, measured), hence
     # 3700 steps of reconstruction only, 100 that train the discriminator alone and 200
-    # adversarial ones: 10.5 min a seed with other jobs running.
+    # adversarial ones: 10.7 min a seed with other jobs running (the full run: 45 min).
     return {
         "seeds": [seed, seed + 1, seed + 2], "sample_rate": 8000, "strides": (2, 4, 5, 4),
         "clip_seconds": 3.0, "prompt_seconds": 1.5, "voices": 8, "words": 10,
@@ -168,8 +168,7 @@ def default_config(quick: bool, seed: int) -> dict:
         "levels": 8, "codebook_size": 128, "codec_architecture": "spectral",
         "codec_steps": 4000, "codec_batch": 16, "codec_segment": 1920, "codec_lr": 2e-3,
         "adversarial": True, "discriminator_start": 3700, "discriminator_warmup": 3800,
-        "codec_log_floor": 0.1,
-        "dead_code_threshold": 0.2, "num_clusters": 100,
+        "codec_log_floor": 0.1, "dead_code_threshold": 0.2, "num_clusters": 100,
         "encoder_dim": 96, "encoder_layers": 3, "ssl_layer": 2, "encoder_steps": 300,
         "coarse_levels": 2, "stage_dim": 96, "stage_layers": 3, "stage_steps": 300,
         "stage_batch": 16, "stage_lr": 2e-3, "probe_steps": 250}
@@ -539,13 +538,13 @@ def _run_seed(config: dict, seed: int) -> dict:
     lap("data")
 
     seed_everything(seed)
+    architecture = config.get("codec_architecture", "waveform")
     codec = SoundStream(CodecConfig(
         sample_rate=sr, channels=config["codec_channels"], strides=tuple(config["strides"]),
         latent_dim=config["latent_dim"], num_levels=config["levels"],
         codebook_size=config["codebook_size"], kmeans_iterations=5,
         dead_code_threshold=config["dead_code_threshold"],
-        architecture=config.get("codec_architecture", "waveform"),
-        causal=config.get("codec_architecture", "waveform") == "waveform"),
+        architecture=architecture, causal=architecture == "waveform"),
         generator=torch.Generator().manual_seed(seed))
     train_codec(codec, data["train"], CodecTrainConfig(
         steps=config["codec_steps"], batch_size=config["codec_batch"],
