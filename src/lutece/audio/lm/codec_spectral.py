@@ -172,16 +172,24 @@ def _stack(in_channels: int, width: int, blocks: int) -> nn.Sequential:
                          *(_Block(width, _dilation(i)) for i in range(blocks)))
 
 
-class SpectralEncoder(nn.Module):
+class _Framed(nn.Module):
+    """The checked sizes and the Hann window that the encoder and the decoder share."""
+
+    def __init__(self, hop: int, fft_hops: int, width: int, blocks: int,
+                 latent_dim: int) -> None:
+        super().__init__()
+        _check_sizes(type(self).__name__, hop, fft_hops, width, blocks, latent_dim)
+        self.hop, self.n_fft = hop, fft_hops * hop
+        self.register_buffer("window", torch.hann_window(self.n_fft), persistent=False)
+
+
+class SpectralEncoder(_Framed):
     """STFT frames -> latents (see the module doc). ``(batch, 1, frames * hop)`` ->
     ``(batch, latent_dim, frames)``."""
 
     def __init__(self, hop: int, fft_hops: int, width: int, blocks: int,
                  latent_dim: int) -> None:
-        super().__init__()
-        _check_sizes("SpectralEncoder", hop, fft_hops, width, blocks, latent_dim)
-        self.hop, self.n_fft = hop, fft_hops * hop
-        self.register_buffer("window", torch.hann_window(self.n_fft), persistent=False)
+        super().__init__(hop, fft_hops, width, blocks, latent_dim)
         bins = self.n_fft // 2 + 1
         self.body = _stack(2 * bins, width, blocks)
         self.out = nn.Conv1d(width, latent_dim, 1)
@@ -193,16 +201,13 @@ class SpectralEncoder(nn.Module):
         return self.out(self.body(features.transpose(1, 2)))
 
 
-class SpectralDecoder(nn.Module):
+class SpectralDecoder(_Framed):
     """Latents -> STFT frames -> wave by overlap-add (see the module doc).
     ``(batch, latent_dim, frames)`` -> ``(batch, 1, frames * hop)``."""
 
     def __init__(self, hop: int, fft_hops: int, width: int, blocks: int,
                  latent_dim: int) -> None:
-        super().__init__()
-        _check_sizes("SpectralDecoder", hop, fft_hops, width, blocks, latent_dim)
-        self.hop, self.n_fft = hop, fft_hops * hop
-        self.register_buffer("window", torch.hann_window(self.n_fft), persistent=False)
+        super().__init__(hop, fft_hops, width, blocks, latent_dim)
         self.body = _stack(latent_dim, width, blocks)
         self.out = nn.Conv1d(width, 2 * (self.n_fft // 2 + 1), 1)
         # start near silence: a loud random spectrum makes the first mel-loss steps explode
