@@ -18,6 +18,7 @@ __all__ = [
     "check_finite",
     "check_choice",
     "check_dim",
+    "check_int",
     "check_nonnegative_strength",
     "data_checks_enabled",
 ]
@@ -64,6 +65,16 @@ def check_finite(fn: str, name: str, value: torch.Tensor) -> torch.Tensor:
     if not math.isfinite(float(total)) and not bool(torch.isfinite(value).all()):
         num_bad = int((~torch.isfinite(value)).sum())
         raise ValueError(f"{fn}: {name} contains {num_bad} NaN or infinite value(s)")
+    return value
+
+
+def check_int(fn: str, name: str, value: object, minimum: int = 1) -> int:
+    """``value`` if it is an int (not a bool) ``>= minimum``, else a ValueError naming it:
+    "a positive int" (minimum 1), "a non-negative int" (0) or "an int >= minimum"."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        wanted = {1: "a positive int", 0: "a non-negative int"}.get(minimum,
+                                                                   f"an int >= {minimum}")
+        raise ValueError(f"{fn}: {name} must be {wanted}, got {value!r}")
     return value
 
 

@@ -35,7 +35,7 @@ from collections.abc import Sequence
 
 import torch
 
-from ..._validation import check_finite, check_floating, check_tensor
+from ..._validation import check_finite, check_floating, check_int, check_tensor
 from .codec import SoundStream
 from .semantic import Tokenizer, check_rate_alignment
 from .transformers import (
@@ -43,7 +43,6 @@ from .transformers import (
     FineStage,
     SemanticStage,
     _check_ids,
-    _check_positive_int,
 )
 
 __all__ = ["AudioLM"]
@@ -299,7 +298,7 @@ class AudioLM:
         check_floating(fn, "prompt_wave", wave)
         check_finite(fn, "prompt_wave", wave)
         if sample_rate is not None:
-            _check_positive_int(fn, "sample_rate", sample_rate)
+            check_int(fn, "sample_rate", sample_rate)
             if sample_rate != self.sample_rate:
                 raise ValueError(f"{fn}: the prompt is at {sample_rate} Hz but the tokenizer "
                                  f"and codec read {self.sample_rate} Hz; resample it first")

@@ -60,7 +60,7 @@ from torch import nn
 from torch.nn import functional as F
 from tqdm.auto import tqdm
 
-from ..._validation import check_finite, check_floating, check_tensor
+from ..._validation import check_finite, check_floating, check_int, check_tensor
 from ...train import (
     _truncate_log,
     atomic_save,
@@ -136,9 +136,7 @@ class CodecConfig:
         self.dilations = tuple(self.dilations)
         for name in ("sample_rate", "channels", "latent_dim", "num_levels", "codebook_size",
                      "kernel_size", "kmeans_iterations", "fft_hops", "spectral_blocks"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"CodecConfig: {name} must be a positive int, got {value!r}")
+            check_int("CodecConfig", name, getattr(self, name))
         for name in ("strides", "dilations"):
             values = getattr(self, name)
             if not values or any(isinstance(v, bool) or not isinstance(v, int) or v < 1

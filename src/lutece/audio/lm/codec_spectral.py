@@ -40,7 +40,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from ..._validation import check_floating, check_tensor
+from ..._validation import check_floating, check_int, check_tensor
 
 __all__ = ["SpectralEncoder", "SpectralDecoder", "spectral_lookahead", "centred_stft",
            "overlap_add"]
@@ -60,15 +60,9 @@ def _reach(blocks: int) -> int:
     return (_KERNEL - 1) // 2 * (1 + sum(_dilation(i) for i in range(blocks)))
 
 
-def _check_positive_int(fn: str, name: str, value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{fn}: {name} must be a positive int, got {value!r}")
-    return value
-
-
 def _check_frame_pair(fn: str, hop: object, window: object) -> int:
     """``n_fft`` after checking ``hop`` and a 1-d float ``window`` of at least 3 hops."""
-    _check_positive_int(fn, "hop", hop)
+    check_int(fn, "hop", hop)
     check_tensor(fn, "window", window)
     check_floating(fn, "window", window)
     if window.ndim != 1 or window.shape[0] < 3 * hop:
@@ -81,11 +75,9 @@ def _check_frame_pair(fn: str, hop: object, window: object) -> int:
 def _check_sizes(fn: str, hop: object, fft_hops: object, width: object, blocks: object,
                  latent_dim: object) -> None:
     for name, value in (("hop", hop), ("width", width), ("latent_dim", latent_dim)):
-        _check_positive_int(fn, name, value)
-    if isinstance(fft_hops, bool) or not isinstance(fft_hops, int) or fft_hops < 3:
-        raise ValueError(f"{fn}: fft_hops must be an int >= 3, got {fft_hops!r}")
-    if isinstance(blocks, bool) or not isinstance(blocks, int) or blocks < 0:
-        raise ValueError(f"{fn}: blocks must be a non-negative int, got {blocks!r}")
+        check_int(fn, name, value)
+    check_int(fn, "fft_hops", fft_hops, 3)
+    check_int(fn, "blocks", blocks, 0)
 
 
 def spectral_lookahead(hop: int, fft_hops: int, blocks: int) -> int:
@@ -93,11 +85,7 @@ def spectral_lookahead(hop: int, fft_hops: int, blocks: int) -> int:
     samples ``>= n + L``: each window reaches ``n_fft - lead`` samples past its frame start
     (``lead = (n_fft - hop) // 2``) and encoder and decoder each look ``_reach(blocks)``
     frames ahead."""
-    fn = "spectral_lookahead"
-    for name, value in (("hop", hop), ("fft_hops", fft_hops)):
-        _check_positive_int(fn, name, value)
-    if isinstance(blocks, bool) or not isinstance(blocks, int) or blocks < 0:
-        raise ValueError(f"{fn}: blocks must be a non-negative int, got {blocks!r}")
+    _check_sizes("spectral_lookahead", hop, fft_hops, 1, blocks, 1)
     return 2 * _reach(blocks) * hop + fft_hops * hop
 
 

@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..._validation import check_int
 from .codec import CodecConfig, CodecTrainConfig
 from .transformers import (
     CoarseStageConfig,
@@ -92,10 +93,10 @@ class TokenizerRecipe:
                              f"got {self.features!r}")
         for name in ("num_clusters", "kmeans_iterations", "ssl_targets", "ssl_steps",
                      "ssl_batch_size"):
-            _check_int(fn, name, getattr(self, name))
+            check_int(fn, name, getattr(self, name))
         for name in ("max_crops", "max_frames"):
             if getattr(self, name) is not None:
-                _check_int(fn, name, getattr(self, name))
+                check_int(fn, name, getattr(self, name))
         for name in ("frame_rate", "crop_seconds", "ssl_learning_rate"):
             _check_positive(fn, name, getattr(self, name))
         if isinstance(self.ssl_layer, bool) or not isinstance(self.ssl_layer, int) \
@@ -133,7 +134,7 @@ class StageRecipe:
     def __post_init__(self) -> None:
         fn = "StageRecipe"
         for name in ("steps", "batch_size", "checkpoint_every"):
-            _check_int(fn, name, getattr(self, name))
+            check_int(fn, name, getattr(self, name))
         if isinstance(self.warmup_steps, bool) or not isinstance(self.warmup_steps, int) \
                 or self.warmup_steps < 0:
             raise ValueError(f"{fn}: warmup_steps must be an int >= 0, "
@@ -144,11 +145,6 @@ class StageRecipe:
             _check_positive(fn, "grad_clip", self.grad_clip)
         if not isinstance(self.weight_decay, (int, float)) or self.weight_decay < 0:
             raise ValueError(f"{fn}: weight_decay must be >= 0, got {self.weight_decay!r}")
-
-
-def _check_int(fn: str, name: str, value: object) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{fn}: {name} must be a positive int, got {value!r}")
 
 
 def _check_positive(fn: str, name: str, value: object) -> None:

@@ -56,7 +56,7 @@ import torch.distributed as dist
 from torch import nn
 from torch.nn import functional as F
 
-from ..._validation import check_finite, check_floating, check_tensor
+from ..._validation import check_finite, check_floating, check_int, check_tensor
 
 __all__ = ["ResidualVectorQuantizer", "QuantizerOutput"]
 
@@ -86,12 +86,6 @@ class QuantizerOutput:
     def num_levels(self) -> int:
         """``n_q``, the number of levels used."""
         return self.codes.shape[-1]
-
-
-def _check_positive_int(fn: str, name: str, value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{fn}: {name} must be a positive int, got {value!r}")
-    return value
 
 
 def _squared_distances(x: torch.Tensor, codebook: torch.Tensor) -> torch.Tensor:
@@ -184,10 +178,10 @@ class ResidualVectorQuantizer(nn.Module):
                  generator: torch.Generator | None = None) -> None:
         super().__init__()
         fn = "ResidualVectorQuantizer"
-        self.dim = _check_positive_int(fn, "dim", dim)
-        self.num_levels = _check_positive_int(fn, "num_levels", num_levels)
-        self.codebook_size = _check_positive_int(fn, "codebook_size", codebook_size)
-        self.kmeans_iterations = _check_positive_int(fn, "kmeans_iterations", kmeans_iterations)
+        self.dim = check_int(fn, "dim", dim)
+        self.num_levels = check_int(fn, "num_levels", num_levels)
+        self.codebook_size = check_int(fn, "codebook_size", codebook_size)
+        self.kmeans_iterations = check_int(fn, "kmeans_iterations", kmeans_iterations)
         if not 0.0 <= decay < 1.0:
             raise ValueError(f"{fn}: decay must be in [0, 1), got {decay}")
         if not epsilon > 0:

@@ -57,7 +57,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from ..._validation import check_floating, check_tensor
+from ..._validation import check_floating, check_int, check_tensor
 from ...train import atomic_save, load_tagged
 
 __all__ = ["TransformerConfig", "CausalTransformer", "KVCache", "sample_logits",
@@ -70,12 +70,6 @@ _IGNORE = -100
 
 
 # ------------------------------------------------------------------------- validation
-def _check_positive_int(fn: str, name: str, value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{fn}: {name} must be a positive int, got {value!r}")
-    return value
-
-
 def _check_ids(fn: str, name: str, value: object, *, ndim: int, high: int,
                low: int = 0, what: str = "ids") -> torch.Tensor:
     """An integer tensor with ``ndim`` dimensions and values in ``[low, high)``; int64."""
@@ -99,7 +93,7 @@ def _check_sampling(fn: str, temperature: object, top_k: object) -> tuple[float,
         raise ValueError(f"{fn}: temperature must be a finite float >= 0 (0 is greedy), "
                          f"got {temperature!r}")
     if top_k is not None:
-        _check_positive_int(fn, "top_k", top_k)
+        check_int(fn, "top_k", top_k)
     return float(temperature), top_k
 
 
@@ -136,9 +130,9 @@ class TransformerConfig:
     def __post_init__(self) -> None:
         fn = "TransformerConfig"
         for name in ("dim", "num_layers", "num_heads", "max_length"):
-            _check_positive_int(fn, name, getattr(self, name))
+            check_int(fn, name, getattr(self, name))
         if self.ffn_dim is not None:
-            _check_positive_int(fn, "ffn_dim", self.ffn_dim)
+            check_int(fn, "ffn_dim", self.ffn_dim)
         if self.dim % self.num_heads:
             raise ValueError(f"{fn}: dim ({self.dim}) must be a multiple of num_heads "
                              f"({self.num_heads})")
@@ -268,7 +262,7 @@ class CausalTransformer(nn.Module):
 
     def __init__(self, vocab_size: int, config: TransformerConfig | None = None) -> None:
         super().__init__()
-        self.vocab_size = _check_positive_int("CausalTransformer", "vocab_size", vocab_size)
+        self.vocab_size = check_int("CausalTransformer", "vocab_size", vocab_size)
         self.config = config if config is not None else TransformerConfig()
         if not isinstance(self.config, TransformerConfig):
             raise TypeError(f"CausalTransformer: config must be a TransformerConfig, "
@@ -437,7 +431,7 @@ def flatten_codes(codes: torch.Tensor, codebook_size: int, first_level: int = 0
     (first_level + j) * codebook_size``: frame ``t``'s levels in order, then frame ``t + 1``.
     ``first_level`` is the absolute level of ``codes[..., 0]`` (``Q'`` for fine levels)."""
     fn = "flatten_codes"
-    _check_positive_int(fn, "codebook_size", codebook_size)
+    check_int(fn, "codebook_size", codebook_size)
     if isinstance(first_level, bool) or not isinstance(first_level, int) or first_level < 0:
         raise ValueError(f"{fn}: first_level must be an int >= 0, got {first_level!r}")
     codes = _check_ids(fn, "codes", codes, ndim=3, high=codebook_size, what="codes")
@@ -452,8 +446,8 @@ def unflatten_codes(ids: torch.Tensor, codebook_size: int, num_levels: int,
     ``(batch, frames, num_levels)``. Every id must lie in its level's range
     ``[(first_level + j) N, (first_level + j + 1) N)``."""
     fn = "unflatten_codes"
-    _check_positive_int(fn, "codebook_size", codebook_size)
-    _check_positive_int(fn, "num_levels", num_levels)
+    check_int(fn, "codebook_size", codebook_size)
+    check_int(fn, "num_levels", num_levels)
     if isinstance(first_level, bool) or not isinstance(first_level, int) or first_level < 0:
         raise ValueError(f"{fn}: first_level must be an int >= 0, got {first_level!r}")
     ids = _check_ids(fn, "ids", ids, ndim=2,
@@ -561,7 +555,7 @@ class SemanticStageConfig:
 
     def __post_init__(self) -> None:
         self.transformer = _transformer_from(self.transformer)
-        _check_positive_int("SemanticStageConfig", "vocab_size", self.vocab_size)
+        check_int("SemanticStageConfig", "vocab_size", self.vocab_size)
         _check_sampling("SemanticStageConfig", self.temperature, self.top_k)
 
 
@@ -592,7 +586,7 @@ class CoarseStageConfig:
         self.transformer = _transformer_from(self.transformer)
         for name in ("semantic_vocab_size", "codebook_size", "coarse_levels",
                      "frames_per_semantic"):
-            _check_positive_int("CoarseStageConfig", name, getattr(self, name))
+            check_int("CoarseStageConfig", name, getattr(self, name))
         _check_sampling("CoarseStageConfig", self.temperature, self.top_k)
 
     def sequence_length(self, semantic_frames: int) -> int:
@@ -626,7 +620,7 @@ class FineStageConfig:
     def __post_init__(self) -> None:
         self.transformer = _transformer_from(self.transformer)
         for name in ("codebook_size", "num_levels", "coarse_levels", "chunk_frames"):
-            _check_positive_int("FineStageConfig", name, getattr(self, name))
+            check_int("FineStageConfig", name, getattr(self, name))
         if self.coarse_levels >= self.num_levels:
             raise ValueError(f"FineStageConfig: coarse_levels ({self.coarse_levels}) must be "
                              f"< num_levels ({self.num_levels}), else there is no fine level")
@@ -782,11 +776,11 @@ class SemanticStage(_Stage):
         duration: :class:`~lutece.audio.lm.audiolm.AudioLM` reads each as one semantic frame.
         Rows of a batched prompt must keep the same length after de-duplication."""
         fn = "SemanticStage.generate"
-        _check_positive_int(fn, "num_frames", num_frames)
+        check_int(fn, "num_frames", num_frames)
         temperature, top_k = self._sampling(fn, temperature, top_k)
         device = self.transformer.head.weight.device
         if prompt is None:
-            _check_positive_int(fn, "batch_size", batch_size)
+            check_int(fn, "batch_size", batch_size)
             prefix = torch.full((batch_size, 1), self.special.bos, dtype=torch.long,
                                 device=device)
         else:
