@@ -162,7 +162,8 @@ def test_config_errors_and_checkpoints(tmp_path, generator):
     waveform = SoundStream(CodecConfig(channels=2, strides=(2, 4), latent_dim=8,
                                        num_levels=2, codebook_size=8)).eval()
     payload = torch.load(waveform.save(tmp_path / "old.pt"), weights_only=False)
-    for name in ("architecture", "fft_hops", "spectral_blocks"):
+    for name in ("architecture", "fft_hops", "spectral_blocks", "spectral_output",
+                 "griffin_lim_iterations"):
         del payload["config"][name]
     torch.save(payload, tmp_path / "old.pt")
     old = SoundStream.from_checkpoint(tmp_path / "old.pt")

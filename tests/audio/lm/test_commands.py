@@ -150,6 +150,19 @@ def test_train_codec_restart_and_resume(trained, tmp_path, capsys):
     assert SoundStream.from_checkpoint(out).config.num_levels == 4
 
 
+def test_train_codec_with_the_magnitude_head_through_config(trained, tmp_path, capsys):
+    out = tmp_path / "magnitude.pt"
+    config = _json(tmp_path, {"codec": {"architecture": "spectral", "causal": False,
+                                        "spectral_output": "magnitude",
+                                        "griffin_lim_iterations": 4}})
+    status, stdout, _ = _run(capsys, "train-codec", trained["data"], "--out", out, "--steps",
+                             2, "--config", config, "--no-progress")
+    assert status == 0 and "last magnitude loss" in stdout
+    codec = SoundStream.from_checkpoint(out)
+    assert codec.config.spectral_output == "magnitude"
+    assert codec.config.griffin_lim_iterations == 4
+
+
 def _json(tmp_path, values):
     path = tmp_path / "override.json"
     path.write_text(json.dumps(values))

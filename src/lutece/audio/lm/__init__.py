@@ -9,7 +9,8 @@ over hybrid tokens, trained from scratch on a folder of audio (no pretrained wei
   6 kbit/s by default), ``CodecConfig``, and ``train_codec`` / ``CodecTrainConfig``: the
   acoustic tokens.
 - :mod:`.codec_spectral`: the frame-rate STFT encoder and inverse-STFT decoder of the
-  codec's ``architecture="spectral"`` (Vocos-style; ``centred_stft``, ``overlap_add``).
+  codec's ``architecture="spectral"`` (Vocos-style; ``centred_stft``, ``overlap_add``,
+  ``griffin_lim`` for its magnitude head).
 - :mod:`.codec_losses`: multi-scale mel reconstruction loss, the multi-scale waveform and
   STFT discriminators, hinge adversarial and feature-matching losses.
 - :mod:`.semantic`: the ``Tokenizer`` protocol, k-means tokenizers over log-mel / MFCC
@@ -46,11 +47,14 @@ from .codec_losses import (
     generator_hinge_loss,
     mel_spectrogram,
     multiscale_mel_loss,
+    spectral_magnitude_loss,
 )
 from .codec_spectral import (
+    SPECTRAL_OUTPUTS,
     SpectralDecoder,
     SpectralEncoder,
     centred_stft,
+    griffin_lim,
     overlap_add,
     spectral_lookahead,
 )
@@ -123,6 +127,7 @@ __all__ = [
     "ResidualVectorQuantizer", "QuantizerOutput", "SoundStream", "CodecConfig",
     "CodecOutput", "CodecTrainConfig", "CodecTrainResult", "train_codec",
     "SpectralEncoder", "SpectralDecoder", "centred_stft", "overlap_add", "spectral_lookahead",
+    "griffin_lim", "SPECTRAL_OUTPUTS", "spectral_magnitude_loss",
     "mel_spectrogram", "multiscale_mel_loss", "DiscriminatorOutput", "WaveDiscriminator",
     "MultiScaleWaveDiscriminator", "STFTDiscriminator", "CodecDiscriminator",
     "discriminator_hinge_loss", "generator_hinge_loss", "feature_matching_loss",

@@ -23,7 +23,11 @@ the strides, rates and RVQ sizes, not every kernel size); all widths are configu
   decoder whose learned layers all run at the frame rate, Vocos-style
   (:mod:`lutece.audio.lm.codec_spectral`): about 3x cheaper per step and, in our CPU runs,
   faster to learn; ``fft_hops`` and ``spectral_blocks`` size it, ``C 2^len(strides)`` is
-  its width (the waveform encoder's widest layer).
+  its width (the waveform encoder's widest layer). Its decoder predicts either complex STFT
+  frames (``spectral_output="complex"``) or magnitudes whose phase Griffin-Lim finds
+  (``"magnitude"``, trained on the magnitude loss
+  :func:`~lutece.audio.lm.codec_losses.spectral_magnitude_loss` instead of the mel loss):
+  the latter learns far faster on a CPU (the module doc of ``codec_spectral`` has the numbers).
 - **Preset**: AudioLM's acoustic tokenizer runs at 16 kHz with strides (2, 4, 5, 8) -> hop
   320 -> 50 Hz and ``Q = 12`` levels of ``N = 1024`` codes, i.e. 6000 bit/s
   (:class:`CodecConfig` defaults). ``C = 32`` and ``D = 128`` are our defaults; use small
@@ -77,7 +81,13 @@ from .codec_losses import (
     feature_matching_loss,
     generator_hinge_loss,
 )
-from .codec_spectral import SpectralDecoder, SpectralEncoder, spectral_lookahead
+from .codec_spectral import (
+    SPECTRAL_OUTPUTS,
+    SpectralDecoder,
+    SpectralEncoder,
+    centred_stft,
+    spectral_lookahead,
+)
 from .quantizers import QuantizerOutput, ResidualVectorQuantizer
 
 __all__ = ["CodecConfig", "SoundStream", "CodecOutput", "CodecTrainConfig",
@@ -106,6 +116,9 @@ class CodecConfig:
             (frame-rate STFT encoder / iSTFT decoder; needs ``causal=False``).
         fft_hops, spectral_blocks: of the spectral architecture: STFT window of
             ``fft_hops`` hops (4) and residual blocks in each of its encoder and decoder (4).
+        spectral_output, griffin_lim_iterations: of the spectral architecture: its decoder
+            predicts ``"complex"`` STFT frames (the default) or ``"magnitude"``s, turned into
+            a wave by ``griffin_lim_iterations`` (32) fast Griffin-Lim steps.
         dilations: of the three residual units of each block ((1, 3, 9), SoundStream).
         kernel_size: of the residual units' dilated convs and of the outer convs (7).
         commitment_weight, ema_decay, dead_code_threshold, quantizer_dropout, kmeans_init,
@@ -122,6 +135,8 @@ class CodecConfig:
     architecture: str = "waveform"
     fft_hops: int = 4
     spectral_blocks: int = 4
+    spectral_output: str = "complex"
+    griffin_lim_iterations: int = 32
     dilations: tuple[int, ...] = (1, 3, 9)
     kernel_size: int = 7
     commitment_weight: float = 1.0
@@ -150,6 +165,13 @@ class CodecConfig:
             raise ValueError(f"CodecConfig: fft_hops must be >= 3 (a Hann window's squared "
                              f"overlap sum is constant only from 3 hops per window), got "
                              f"{self.fft_hops}")
+        check_int("CodecConfig", "griffin_lim_iterations", self.griffin_lim_iterations, 0)
+        if self.spectral_output not in SPECTRAL_OUTPUTS:
+            raise ValueError(f"CodecConfig: spectral_output must be one of "
+                             f"{SPECTRAL_OUTPUTS}, got {self.spectral_output!r}")
+        if self.spectral_output != "complex" and self.architecture != "spectral":
+            raise ValueError(f"CodecConfig: spectral_output={self.spectral_output!r} needs "
+                             f"architecture='spectral' (the waveform decoder has no STFT head)")
         if self.architecture == "spectral" and self.causal:
             raise ValueError("CodecConfig: the spectral architecture is not causal (its "
                              "windows and convolutions look ahead); pass causal=False")
@@ -256,16 +278,20 @@ class CodecOutput:
     """What :meth:`SoundStream.forward` returns.
 
     Attributes:
-        reconstruction: the decoded wave, the input's shape.
+        reconstruction: the decoded wave, the input's shape (None when a magnitude head was
+            asked not to synthesize it).
         codes: ``(batch, frames, n_q)`` int64 (``n_q`` levels used).
         commitment_loss: scalar, the RVQ's weighted commitment loss.
         quantizer: the full :class:`QuantizerOutput` (perplexity and usage per level).
+        magnitude: ``(batch, frames, n_fft / 2 + 1)``, the decoder's predicted STFT
+            magnitudes when ``spectral_output="magnitude"``, else None.
     """
 
-    reconstruction: torch.Tensor
+    reconstruction: torch.Tensor | None
     codes: torch.Tensor
     commitment_loss: torch.Tensor
     quantizer: QuantizerOutput
+    magnitude: torch.Tensor | None = None
 
 
 class SoundStream(nn.Module):
@@ -298,7 +324,8 @@ class SoundStream(nn.Module):
             quantizer_dropout=cfg.quantizer_dropout, generator=generator)
         if cfg.architecture == "spectral":
             self.decoder = SpectralDecoder(cfg.hop_length, cfg.fft_hops, width,
-                                           cfg.spectral_blocks, cfg.latent_dim)
+                                           cfg.spectral_blocks, cfg.latent_dim,
+                                           cfg.spectral_output, cfg.griffin_lim_iterations)
         else:
             self.decoder = _decoder(cfg)
 
@@ -326,7 +353,9 @@ class SoundStream(nn.Module):
         architecture, None for a non-causal waveform codec (not computed)."""
         cfg = self.config
         if cfg.architecture == "spectral":
-            return spectral_lookahead(cfg.hop_length, cfg.fft_hops, cfg.spectral_blocks)
+            iterations = cfg.griffin_lim_iterations if cfg.spectral_output == "magnitude" else 0
+            return spectral_lookahead(cfg.hop_length, cfg.fft_hops, cfg.spectral_blocks,
+                                      iterations)
         return cfg.hop_length if cfg.causal else None
 
     def bitrate(self, levels: int | None = None) -> float:
@@ -378,17 +407,46 @@ class SoundStream(nn.Module):
         quantized = self.quantizer.decode(codes, levels)
         return self.decoder(quantized.transpose(1, 2))[:, 0]
 
-    def forward(self, wave: torch.Tensor, levels: int | None = None) -> CodecOutput:
+    def forward(self, wave: torch.Tensor, levels: int | None = None, *,
+                synthesize: bool = True) -> CodecOutput:
         """Encode, quantize (with quantizer dropout in training when ``levels`` is None) and
         decode ``wave (batch, samples)`` or ``(batch, 1, samples)``; the reconstruction has
-        the input's shape."""
+        the input's shape. ``synthesize=False`` skips a magnitude head's Griffin-Lim (its
+        ``reconstruction`` is then None; :func:`train_codec` needs no wave on its steps
+        without a discriminator); other decoders ignore it."""
         fn = "SoundStream.forward"
         shape = wave.shape if isinstance(wave, torch.Tensor) else None
         wave = self._check_wave(fn, wave)
         quantized = self.quantizer(self._latent(fn, wave), levels)
-        decoded = self.decoder(quantized.quantized.transpose(1, 2))[:, 0, :wave.shape[-1]]
-        return CodecOutput(reconstruction=decoded.reshape(shape), codes=quantized.codes,
-                           commitment_loss=quantized.commitment_loss, quantizer=quantized)
+        latent = quantized.quantized.transpose(1, 2)
+        magnitude = None
+        if self.config.spectral_output == "magnitude":
+            magnitude = self.decoder.magnitude(latent)
+            decoded = self.decoder.synthesize(magnitude) if synthesize else None
+        else:
+            decoded = self.decoder(latent)
+        if decoded is not None:
+            decoded = decoded[:, 0, :wave.shape[-1]].reshape(shape)
+        return CodecOutput(reconstruction=decoded, codes=quantized.codes,
+                           commitment_loss=quantized.commitment_loss, quantizer=quantized,
+                           magnitude=magnitude)
+
+    def reconstruction_loss(self, output: CodecOutput, wave: torch.Tensor,
+                            config: CodecTrainConfig) -> tuple[str, torch.Tensor]:
+        """``(name, scalar)``: the reconstruction term of :func:`train_codec` for ``output``
+        of :meth:`forward` on ``wave (batch, samples)``: SoundStream's multi-scale mel loss
+        on the decoded wave (``"mel"``), or, for a magnitude-predicting spectral decoder,
+        :func:`~lutece.audio.lm.codec_losses.spectral_magnitude_loss` between its magnitudes
+        and the input's own STFT magnitudes (``"magnitude"``, ``config.n_mels`` bands)."""
+        wave = wave.reshape(wave.shape[0], wave.shape[-1])
+        if output.magnitude is None:
+            return "mel", codec_losses.multiscale_mel_loss(
+                output.reconstruction, wave, self.config.sample_rate, config.mel_scales,
+                config.n_mels, config.log_floor)
+        pad = (-wave.shape[-1]) % self.hop_length
+        target = centred_stft(F.pad(wave, (0, pad)), self.hop_length, self.decoder.window).abs()
+        return "magnitude", codec_losses.spectral_magnitude_loss(
+            output.magnitude, target, self.config.sample_rate, config.n_mels)
 
     # ---------------------------------------------------------------- checkpoints
     def save(self, path: str | Path, **extra: Any) -> Path:
@@ -462,6 +520,11 @@ class CodecTrainConfig:
         mel_scales, n_mels, log_floor: of the reconstruction loss (2^6..2^11, 64 bins,
             mel magnitudes floored at 1e-5 before the log; see
             :func:`~lutece.audio.lm.codec_losses.multiscale_mel_loss` for when to raise it).
+            A magnitude-predicting spectral codec uses
+            :func:`~lutece.audio.lm.codec_losses.spectral_magnitude_loss` with ``n_mels``
+            instead (:meth:`SoundStream.reconstruction_loss`); it is about 100 times
+            smaller than the mel loss, so raise ``reconstruction_weight`` with it when
+            training adversarially.
         discriminator_channels, stft_window, stft_hop: of :class:`CodecDiscriminator`.
         seed: seeds the crops of each step (and rank) and the global RNG (quantizer
             dropout, k-means seeds, dead-code draws; the same on every rank).
@@ -856,22 +919,21 @@ def _codec_loop(codec: SoundStream, waves: Any, config: CodecTrainConfig,
                 # Under torchrun a rank that fails here leaves the others in the quantizer's
                 # collectives until torchrun ends them; the weights are the same on every
                 # rank, so a diverged encoder fails on all of them at once.
-                output = codec(real)
+                discriminating = discriminator is not None and step > config.discriminator_start
+                output = codec(real, synthesize=discriminating)
             except FloatingPointError as error:
                 raise FloatingPointError(f"{fn}: step {step}: {error}; {guard.where()}") \
                     from error
             fake = output.reconstruction
-            mel = codec_losses.multiscale_mel_loss(fake, real, codec.config.sample_rate,
-                                                   config.mel_scales, config.n_mels,
-                                                   config.log_floor)
-            guard.check(step, "mel reconstruction loss", mel)
+            term, reconstruction = codec.reconstruction_loss(output, real, config)
+            guard.check(step, f"{term} reconstruction loss", reconstruction)
             guard.check(step, "commitment loss", output.commitment_loss)
-            generator_loss = config.reconstruction_weight * mel + output.commitment_loss
-            metrics = {"step": step, "mel": float(mel.detach()),
+            generator_loss = (config.reconstruction_weight * reconstruction
+                              + output.commitment_loss)
+            metrics = {"step": step, term: float(reconstruction.detach()),
                        "commitment": float(output.commitment_loss.detach()),
                        "levels": output.codes.shape[-1]}
             real_outputs = None
-            discriminating = discriminator is not None and step > config.discriminator_start
             if discriminating:
                 real_outputs = discriminator(real)
                 if step > config.discriminator_warmup:
@@ -905,7 +967,7 @@ def _codec_loop(codec: SoundStream, waves: Any, config: CodecTrainConfig,
             _average_metrics(metrics, world_size, device)
             history.append(metrics)
             bar.update(1)
-            bar.set_postfix(mel=f"{metrics['mel']:.4g}")
+            bar.set_postfix({term: f"{metrics[term]:.4g}"})
             if log_file is not None and (step % config.log_every == 0 or step == config.steps):
                 log_file.write(json.dumps({**metrics,
                                            "seconds": time.perf_counter() - started}) + "\n")

@@ -47,7 +47,7 @@ from ..frontends.mel_scale import mel_filter_matrix
 __all__ = ["mel_spectrogram", "multiscale_mel_loss", "DiscriminatorOutput",
            "WaveDiscriminator", "MultiScaleWaveDiscriminator", "STFTDiscriminator",
            "CodecDiscriminator", "discriminator_hinge_loss", "generator_hinge_loss",
-           "feature_matching_loss", "MEL_SCALES"]
+           "feature_matching_loss", "spectral_magnitude_loss", "MEL_SCALES"]
 
 MEL_SCALES = (64, 128, 256, 512, 1024, 2048)  # SoundStream: window sizes 2^6 .. 2^11
 LOG_FLOOR = 1e-5
@@ -90,11 +90,11 @@ def mel_spectrogram(wave: torch.Tensor, sample_rate: int, n_fft: int = 1024,
     return spectrum.transpose(1, 2) @ filters
 
 
-def _check_log_floor(fn: str, log_floor: object) -> None:
+def _check_log_floor(fn: str, log_floor: object, name: str = "log_floor") -> None:
     """Raise a ValueError naming ``fn`` unless ``log_floor`` is a finite number > 0."""
     if not (isinstance(log_floor, (int, float)) and not isinstance(log_floor, bool)
             and math.isfinite(log_floor) and log_floor > 0):
-        raise ValueError(f"{fn}: log_floor must be a finite number > 0, got {log_floor!r}")
+        raise ValueError(f"{fn}: {name} must be a finite number > 0, got {log_floor!r}")
 
 
 def multiscale_mel_loss(estimate: torch.Tensor, reference: torch.Tensor, sample_rate: int,
@@ -134,6 +134,43 @@ def multiscale_mel_loss(estimate: torch.Tensor, reference: torch.Tensor, sample_
         log_term = torch.sqrt(log_difference.pow(2).sum(-1) + 1e-12).mean()
         total = total + linear + math.sqrt(scale / 2.0) * log_term
     return total
+
+
+def spectral_magnitude_loss(estimate: torch.Tensor, reference: torch.Tensor,
+                            sample_rate: int, n_mels: int = 64, mel_floor: float = 0.1,
+                            linear_floor: float = 0.01) -> torch.Tensor:
+    """The reconstruction loss of a magnitude-predicting spectral decoder
+    (:class:`~lutece.audio.lm.codec_spectral.SpectralDecoder` with ``output="magnitude"``):
+    a scalar, ``mean |log(M e + mel_floor) - log(M r + mel_floor)| + mean |log(e +
+    linear_floor) - log(r + linear_floor)|``, with ``M`` the ``n_mels`` HTK mel filters of
+    the STFT size.
+
+    ``estimate`` and ``reference``: STFT magnitudes ``(batch, frames, n_fft / 2 + 1)`` of the
+    same shape (``reference`` usually the input's own ``centred_stft(...).abs()``). Comparing
+    magnitudes directly spares the Griffin-Lim phase search inside the loss; the mel term
+    weighs the bands as the ear does, the linear one keeps the harmonics (pitch) sharp. The
+    floors are in the STFT's magnitude units (a Hann window of ``n_fft`` samples has gain
+    ``n_fft / 2`` for a unit sinusoid); the defaults are those of ``lutece reproduce audiolm``
+    (``n_fft = 640``), where they keep near-silent bins from dominating, as the 0.1 floor of
+    :func:`multiscale_mel_loss` does.
+    """
+    fn = "spectral_magnitude_loss"
+    for name, value in (("estimate", estimate), ("reference", reference)):
+        if not isinstance(value, torch.Tensor) or value.ndim != 3 or not value.is_floating_point():
+            raise ValueError(f"{fn}: {name} must be a floating-point tensor (batch, frames, "
+                             f"bins), got {getattr(value, 'shape', type(value).__name__)}")
+    if estimate.shape != reference.shape:
+        raise ValueError(f"{fn}: estimate and reference must have the same shape, got "
+                         f"{tuple(estimate.shape)} and {tuple(reference.shape)}")
+    for name, value in (("mel_floor", mel_floor), ("linear_floor", linear_floor)):
+        _check_log_floor(fn, value, name)
+    n_fft = 2 * (estimate.shape[-1] - 1)
+    filters = torch.as_tensor(_mel_matrix(n_fft, int(n_mels), int(sample_rate)),
+                              dtype=estimate.dtype, device=estimate.device)
+    mel = (torch.log(estimate @ filters + mel_floor)
+           - torch.log(reference @ filters + mel_floor)).abs().mean()
+    linear = (torch.log(estimate + linear_floor) - torch.log(reference + linear_floor)).abs()
+    return mel + linear.mean()
 
 
 # ----------------------------------------------------------------------- discriminators

@@ -20,10 +20,21 @@ Shapes, with ``hop = prod(strides)``, ``n_fft = fft_hops * hop``, ``F = n_fft / 
   and ``Re X / (|X| + 1e-3)`` (``2 F`` channels); a kernel-3 conv to width ``W``,
   ``blocks`` residual blocks, and a kernel-1 conv to ``D``.
 - :class:`SpectralDecoder`: ``(batch, D, frames)`` -> ``(batch, 1, frames * hop)``. A
-  kernel-3 conv to ``W``, ``blocks`` residual blocks, a kernel-1 conv to the real and
-  imaginary parts of ``F`` bins (predicted directly: Vocos predicts log-magnitude and phase,
-  which diverged or stalled in our runs), and :func:`overlap_add`, the inverse of the
-  encoder's analysis.
+  kernel-3 conv to ``W``, ``blocks`` residual blocks, then one of two heads:
+
+  - ``output="complex"``: a kernel-1 conv to the real and imaginary parts of ``F`` bins
+    (predicted directly: Vocos predicts log-magnitude and phase, which diverged or stalled
+    in our runs) and :func:`overlap_add`, the inverse of the encoder's analysis;
+  - ``output="magnitude"``: a kernel-1 conv to ``F`` log-magnitudes (clamped at
+    ``_LOG_MAGNITUDE_MAX``), trained against the input's own STFT magnitude
+    (:func:`~lutece.audio.lm.codec_losses.spectral_magnitude_loss`), and a phase found by
+    :func:`griffin_lim`. A small complex head must learn phases that agree across its
+    overlapping frames, and when it cannot yet it cancels itself: after 1500 steps its
+    music came out at 0.2 of the input's RMS and its resynthesis kept a voice at an AUC of
+    0.63 (``lutece reproduce audiolm``'s measure); the magnitude head, whose target is fixed
+    and phase-free, reached 0.94 with 8 RVQ levels in the same 1500 steps (width 128, Adam
+    (0.9, 0.99), lr 1e-3), and the unquantized latent 0.93-0.98, as Griffin-Lim from the
+    true magnitude (0.97, the real audio's own 0.97).
 - A residual block (ConvNeXt-like, as in Vocos): a kernel-3 conv with dilation ``d`` (1, 2,
   4, 1, 2, 4, ...), LayerNorm over channels, a kernel-1 conv to ``2 W``, GELU, a kernel-1
   conv back to ``W``, added to its input.
@@ -43,12 +54,17 @@ from torch.nn import functional as F
 from ..._validation import check_floating, check_int, check_tensor
 
 __all__ = ["SpectralEncoder", "SpectralDecoder", "spectral_lookahead", "centred_stft",
-           "overlap_add"]
+           "overlap_add", "griffin_lim", "SPECTRAL_OUTPUTS"]
+
+SPECTRAL_OUTPUTS = ("complex", "magnitude")
 
 # Kernel size of every frame-rate conv, and the dilation cycle of the residual blocks.
 _KERNEL = 3
 _DILATIONS = (1, 2, 4)
 _MAGNITUDE_EPS = 1e-3
+# exp(10) = 22026: above any STFT magnitude of a wave in [-1, 1] (at most sum(window) = n_fft
+# / 2 for a Hann window) for n_fft < 44052; keeps a diverging head finite.
+_LOG_MAGNITUDE_MAX = 10.0
 
 
 def _dilation(index: int) -> int:
@@ -80,13 +96,16 @@ def _check_sizes(fn: str, hop: object, fft_hops: object, width: object, blocks: 
     check_int(fn, "blocks", blocks, 0)
 
 
-def spectral_lookahead(hop: int, fft_hops: int, blocks: int) -> int:
+def spectral_lookahead(hop: int, fft_hops: int, blocks: int,
+                       griffin_lim_iterations: int = 0) -> int:
     """Samples ``L`` such that output sample ``n`` of a spectral codec never depends on input
     samples ``>= n + L``: each window reaches ``n_fft - lead`` samples past its frame start
-    (``lead = (n_fft - hop) // 2``) and encoder and decoder each look ``_reach(blocks)``
-    frames ahead."""
+    (``lead = (n_fft - hop) // 2``), encoder and decoder each look ``_reach(blocks)`` frames
+    ahead, and each Griffin-Lim iteration (the magnitude head's) lets a frame's phase depend
+    on the ``fft_hops - 1`` frames after it."""
     _check_sizes("spectral_lookahead", hop, fft_hops, 1, blocks, 1)
-    return 2 * _reach(blocks) * hop + fft_hops * hop
+    check_int("spectral_lookahead", "griffin_lim_iterations", griffin_lim_iterations, 0)
+    return (2 * _reach(blocks) + griffin_lim_iterations * (fft_hops - 1)) * hop + fft_hops * hop
 
 
 def centred_stft(wave: torch.Tensor, hop: int, window: torch.Tensor) -> torch.Tensor:
@@ -130,6 +149,44 @@ def overlap_add(spectrum: torch.Tensor, hop: int, window: torch.Tensor) -> torch
                   stride=(1, hop))[:, 0, 0]
     lead = (n_fft - hop) // 2
     return wave[:, lead:lead + frames * hop] * (hop / window.pow(2).sum())
+
+
+def griffin_lim(magnitude: torch.Tensor, hop: int, window: torch.Tensor,
+                iterations: int = 32, momentum: float = 0.99) -> torch.Tensor:
+    """A wave whose :func:`centred_stft` magnitude approaches ``magnitude``: the fast
+    Griffin-Lim algorithm (Perraudin, Balazs and Sondergaard, "A fast Griffin-Lim
+    algorithm", WASPAA 2013, Algorithm 2; Griffin and Lim, IEEE TASSP 1984), from zero phase,
+    with this module's :func:`centred_stft` / :func:`overlap_add` pair.
+
+    ``magnitude (batch, frames, n_fft / 2 + 1)``, non-negative -> ``(batch, frames * hop)``.
+    Each of ``iterations`` steps projects onto consistent spectra,
+    ``t = centred_stft(overlap_add(magnitude * phase))``, extrapolates ``c = t + momentum (t
+    - t_previous)`` and keeps the phase of ``c`` (``momentum = 0``: the original algorithm;
+    0.99, the paper's choice). The phases are found without gradient; the returned wave,
+    ``overlap_add(magnitude * phase)``, passes gradients to ``magnitude`` with the phase held
+    fixed. ``iterations = 0`` returns the zero-phase wave. Deterministic."""
+    fn = "griffin_lim"
+    n_fft = _check_frame_pair(fn, hop, window)
+    check_tensor(fn, "magnitude", magnitude)
+    check_floating(fn, "magnitude", magnitude)
+    if magnitude.ndim != 3 or magnitude.shape[1] < 1 or magnitude.shape[2] != n_fft // 2 + 1:
+        raise ValueError(f"{fn}: magnitude must have shape (batch, frames >= 1, n_fft / 2 + 1 "
+                         f"= {n_fft // 2 + 1}), got {tuple(magnitude.shape)}")
+    check_int(fn, "iterations", iterations, 0)
+    if not (isinstance(momentum, (int, float)) and not isinstance(momentum, bool)
+            and 0.0 <= momentum < 1.0):
+        raise ValueError(f"{fn}: momentum must be a number in [0, 1), got {momentum!r}")
+    with torch.no_grad():
+        target = magnitude.detach()
+        phase = torch.ones_like(target, dtype=torch.complex64 if target.dtype != torch.float64
+                                else torch.complex128)
+        previous = None
+        for _ in range(iterations):
+            rebuilt = centred_stft(overlap_add(target * phase, hop, window), hop, window)
+            step = rebuilt if previous is None else rebuilt + momentum * (rebuilt - previous)
+            previous = rebuilt
+            phase = step / step.abs().clamp(min=torch.finfo(target.dtype).tiny)
+    return overlap_add(magnitude * phase, hop, window)
 
 
 class _FrameConv(nn.Conv1d):
@@ -190,19 +247,45 @@ class SpectralEncoder(_Framed):
 
 
 class SpectralDecoder(_Framed):
-    """Latents -> STFT frames -> wave by overlap-add (see the module doc).
-    ``(batch, latent_dim, frames)`` -> ``(batch, 1, frames * hop)``."""
+    """Latents -> STFT frames -> wave (see the module doc). ``(batch, latent_dim, frames)``
+    -> ``(batch, 1, frames * hop)``. ``output``: ``"complex"`` (frames predicted, then
+    overlap-added) or ``"magnitude"`` (magnitudes predicted, phase by :func:`griffin_lim`
+    with ``griffin_lim_iterations`` steps)."""
 
-    def __init__(self, hop: int, fft_hops: int, width: int, blocks: int,
-                 latent_dim: int) -> None:
+    def __init__(self, hop: int, fft_hops: int, width: int, blocks: int, latent_dim: int,
+                 output: str = "complex", griffin_lim_iterations: int = 32) -> None:
         super().__init__(hop, fft_hops, width, blocks, latent_dim)
+        if output not in SPECTRAL_OUTPUTS:
+            raise ValueError(f"SpectralDecoder: output must be one of {SPECTRAL_OUTPUTS}, "
+                             f"got {output!r}")
+        check_int("SpectralDecoder", "griffin_lim_iterations", griffin_lim_iterations, 0)
+        self.output, self.griffin_lim_iterations = output, griffin_lim_iterations
+        bins = self.n_fft // 2 + 1
         self.body = _stack(latent_dim, width, blocks)
-        self.out = nn.Conv1d(width, 2 * (self.n_fft // 2 + 1), 1)
-        # start near silence: a loud random spectrum makes the first mel-loss steps explode
-        nn.init.normal_(self.out.weight, std=0.01)
-        nn.init.zeros_(self.out.bias)
+        self.out = nn.Conv1d(width, 2 * bins if output == "complex" else bins, 1)
+        if output == "complex":
+            # start near silence: a loud random spectrum makes the first mel-loss steps explode
+            nn.init.normal_(self.out.weight, std=0.01)
+            nn.init.zeros_(self.out.bias)
+
+    def magnitude(self, latent: torch.Tensor) -> torch.Tensor:
+        """The magnitude head's STFT magnitudes ``(batch, frames, n_fft / 2 + 1)``, for
+        :func:`centred_stft` frames of the decoded wave (``output="magnitude"`` only)."""
+        if self.output != "magnitude":
+            raise ValueError(f"SpectralDecoder.magnitude: this decoder predicts "
+                             f"{self.output!r} frames; magnitudes come from "
+                             f"output='magnitude'")
+        log_magnitude = self.out(self.body(latent)).transpose(1, 2)
+        return log_magnitude.clamp(max=_LOG_MAGNITUDE_MAX).exp()
+
+    def synthesize(self, magnitude: torch.Tensor) -> torch.Tensor:
+        """``(batch, frames, n_fft / 2 + 1)`` magnitudes -> ``(batch, 1, frames * hop)``, by
+        :func:`griffin_lim` (gradients reach ``magnitude``, not the phase)."""
+        return griffin_lim(magnitude, self.hop, self.window, self.griffin_lim_iterations)[:, None]
 
     def forward(self, latent: torch.Tensor) -> torch.Tensor:
+        if self.output == "magnitude":
+            return self.synthesize(self.magnitude(latent))
         real, imaginary = self.out(self.body(latent)).chunk(2, dim=1)
         spectrum = torch.complex(real, imaginary).transpose(1, 2)
         return overlap_add(spectrum, self.hop, self.window)[:, None]

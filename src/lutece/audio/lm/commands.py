@@ -458,8 +458,9 @@ def _train_codec(args: argparse.Namespace) -> int:
         result.codec.cpu().save(args.out, preset=preset.name, steps=result.steps,
                                 train_config=dataclasses.asdict(config))
     last = result.history[-1] if result.history else {}
-    mel = f", last mel loss {last['mel']:.4g}" if "mel" in last else ""
-    _say(f"codec ({result.steps} steps{mel}) -> {args.out}")
+    term = next((name for name in ("mel", "magnitude") if name in last), None)
+    loss = f", last {term} loss {last[term]:.4g}" if term else ""
+    _say(f"codec ({result.steps} steps{loss}) -> {args.out}")
     return 0
 
 
