@@ -13,7 +13,8 @@ operator's OpenMP barrier waits for a descheduled thread, which made batch-1 sam
   128-d latents, 12 x 1024 codes, 6 kbit/s) and a small one (16 channels, 64-d latents,
   8 x 256 codes, 3.2 kbit/s), each also with ``architecture="spectral"`` (frame-rate STFT
   encoder / iSTFT decoder, width 32 x 16 = 512 and 16 x 16 = 256; no anchor counterpart,
-  so its anchor columns read "-").
+  so its anchor columns read "-"), with its complex head and with its magnitude head
+  (``spectral_output="magnitude"``: decoding includes 32 Griffin-Lim iterations).
 - Sampling (``SemanticStage.generate(None, n, use_cache=...)``, a 1024-token vocabulary, a
   Transformer with d = 256, 4 layers, 4 heads, FFN 1024, rotary positions, temperature
   0.6): tokens/s = n / seconds of the whole call (BOS prefix pass included) for n = 250,
@@ -61,6 +62,11 @@ CODEC_PRESETS = {
     "AudioLM size, spectral": {"architecture": "spectral", "causal": False},
     "small, spectral": {"channels": 16, "latent_dim": 64, "num_levels": 8,
                         "codebook_size": 256, "architecture": "spectral", "causal": False},
+    "AudioLM size, spectral magnitude": {"architecture": "spectral", "causal": False,
+                                         "spectral_output": "magnitude"},
+    "small, spectral magnitude": {"channels": 16, "latent_dim": 64, "num_levels": 8,
+                                  "codebook_size": 256, "architecture": "spectral",
+                                  "causal": False, "spectral_output": "magnitude"},
 }
 TRANSFORMER = {"dim": 256, "num_layers": 4, "num_heads": 4}
 

@@ -70,5 +70,6 @@ def test_audiolm_benchmark_quick():
     assert "| codec | parameters | kbit/s | encode s | encode RTF |" in out
     assert "| AudioLM (CodecConfig()) |" in out and "| small |" in out
     assert "| AudioLM size, spectral |" in out and "| small, spectral |" in out
+    assert "| small, spectral magnitude |" in out
     assert "| tokens | cached s | cached tokens/s | uncached s | uncached tokens/s |" in out
     assert "| 200 |" in out and "KV cache speedup at 200 tokens:" in out
