@@ -64,7 +64,13 @@ from torch import nn
 from torch.nn import functional as F
 from tqdm.auto import tqdm
 
-from ..._validation import check_finite, check_floating, check_int, check_tensor
+from ..._validation import (
+    check_choice,
+    check_finite,
+    check_floating,
+    check_int,
+    check_tensor,
+)
 from ...train import (
     _truncate_log,
     atomic_save,
@@ -166,9 +172,7 @@ class CodecConfig:
                              f"overlap sum is constant only from 3 hops per window), got "
                              f"{self.fft_hops}")
         check_int("CodecConfig", "griffin_lim_iterations", self.griffin_lim_iterations, 0)
-        if self.spectral_output not in SPECTRAL_OUTPUTS:
-            raise ValueError(f"CodecConfig: spectral_output must be one of "
-                             f"{SPECTRAL_OUTPUTS}, got {self.spectral_output!r}")
+        check_choice("CodecConfig", "spectral_output", self.spectral_output, SPECTRAL_OUTPUTS)
         if self.spectral_output != "complex" and self.architecture != "spectral":
             raise ValueError(f"CodecConfig: spectral_output={self.spectral_output!r} needs "
                              f"architecture='spectral' (the waveform decoder has no STFT head)")

@@ -51,7 +51,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from ..._validation import check_floating, check_int, check_tensor
+from ..._validation import check_choice, check_floating, check_int, check_tensor
 
 __all__ = ["SpectralEncoder", "SpectralDecoder", "spectral_lookahead", "centred_stft",
            "overlap_add", "griffin_lim", "SPECTRAL_OUTPUTS"]
@@ -255,9 +255,7 @@ class SpectralDecoder(_Framed):
     def __init__(self, hop: int, fft_hops: int, width: int, blocks: int, latent_dim: int,
                  output: str = "complex", griffin_lim_iterations: int = 32) -> None:
         super().__init__(hop, fft_hops, width, blocks, latent_dim)
-        if output not in SPECTRAL_OUTPUTS:
-            raise ValueError(f"SpectralDecoder: output must be one of {SPECTRAL_OUTPUTS}, "
-                             f"got {output!r}")
+        check_choice("SpectralDecoder", "output", output, SPECTRAL_OUTPUTS)
         check_int("SpectralDecoder", "griffin_lim_iterations", griffin_lim_iterations, 0)
         self.output, self.griffin_lim_iterations = output, griffin_lim_iterations
         bins = self.n_fft // 2 + 1
