@@ -136,6 +136,24 @@ def test_train_semantic_on_a_masked_encoder(trained, tmp_path, capsys):
     assert status == 0 and KMeansTokenizer.load(out).vocab_size == 6
 
 
+def test_train_semantic_with_mean_normalization(trained, tmp_path, capsys):
+    from lutece.audio.lm import KMeansTokenizer
+
+    out = tmp_path / "cmn.pt"
+    status, _, _ = _run(capsys, "train-semantic", trained["data"], "--out", out,
+                        "--clusters", 8, "--mean-normalization", "--no-progress")
+    assert status == 0
+    tokenizer = KMeansTokenizer.load(out)
+    assert tokenizer.features.log_mel.mean_normalization
+    # a gain changes no token: CMN removes it from every frame
+    wave = torch.sin(torch.arange(RATE) * 0.2)[None] * torch.linspace(0.2, 1.0, RATE)
+    assert torch.equal(tokenizer.tokenize(wave), tokenizer.tokenize(3.0 * wave))
+    status, _, stderr = _run(capsys, "train-semantic", trained["data"], "--out", out,
+                             "--config", _json(tmp_path, {"tokenizer": {
+                                 "mean_normalization": "yes"}}))
+    assert status == 2 and "mean_normalization" in stderr
+
+
 def test_train_codec_restart_and_resume(trained, tmp_path, capsys):
     out = tmp_path / "codec.pt"
     argv = ["train-codec", trained["data"], "--out", out, "--steps", 1, "--no-progress"]

@@ -123,6 +123,27 @@ def test_mfcc_is_orthonormal_dct_of_log_mel(waves):
         MFCCFeatures(n_mfcc=41, n_mels=40)
 
 
+def test_mean_normalization_removes_each_clips_mean_frame_and_a_gain(waves):
+    plain = MFCCFeatures(SR, n_mfcc=13, n_mels=40)(waves[:3])
+    normalized = MFCCFeatures(SR, n_mfcc=13, n_mels=40, mean_normalization=True)
+    cepstra = normalized(waves[:3])
+    # the DCT is linear: CMN of the cepstra, deltas unchanged
+    torch.testing.assert_close(cepstra[..., :13], plain[..., :13]
+                               - plain[..., :13].mean(1, keepdim=True), rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(cepstra[..., 13:], plain[..., 13:], rtol=1e-4, atol=1e-4)
+    log_mel = LogMelFeatures(SR, mean_normalization=True)
+    assert log_mel(waves[:3]).mean(1).abs().max() < 1e-4
+    # a gain adds log(gain^2) to every band of every frame: CMN removes it (loud enough
+    # that the 1e-5 floor of the log plays no part)
+    loud = 100.0 * waves[:3]
+    torch.testing.assert_close(log_mel(4.0 * loud), log_mel(loud), rtol=0, atol=1e-3)
+    assert (LogMelFeatures(SR)(4.0 * loud) - LogMelFeatures(SR)(loud)).mean() > 2.7
+    assert "mean_normalization=True" in repr(log_mel)
+    tokenizer = KMeansTokenizer("mfcc", 4, sample_rate=SR, feature_options={
+        "mean_normalization": True}).fit(waves, seed=0)
+    assert tokenizer.features.log_mel.mean_normalization
+
+
 # ------------------------------------------------------------------------------ k-means
 def _blobs(seed=0, clusters=5, per_cluster=60, dim=4):
     generator = torch.Generator().manual_seed(seed)

@@ -5,7 +5,8 @@ a prompt (Borsos et al., "AudioLM", 2022, arXiv 2209.03143).
         [--config FILE.json] [--steps N] [--batch-size B] [--adversarial|--no-adversarial]
         [--resume|--restart]
     lutece audiolm train-semantic DATA_DIR --out TOKENIZER.pt [--features mfcc|log_mel|ssl]
-        [--clusters K] [--ssl-steps N] [--layer L] [--resume|--restart]
+        [--mean-normalization] [--clusters K] [--ssl-steps N] [--layer L]
+        [--resume|--restart]
     lutece audiolm train-stage semantic|coarse|fine DATA_DIR --tokenizer TOKENIZER.pt
         --codec CODEC.pt --out STAGE.pt [--steps N] [--batch-size B] [--resume|--restart]
     lutece audiolm continue PROMPT.wav --seconds 4 -o OUT.wav --tokenizer T.pt --codec C.pt
@@ -150,6 +151,10 @@ def add_parsers(commands: argparse._SubParsersAction) -> None:
                           help="training steps of the masked encoder (--features ssl)")
     semantic.add_argument("--layer", type=int, default=None,
                           help="the encoder layer to cluster (--features ssl)")
+    semantic.add_argument("--mean-normalization", action="store_true", default=None,
+                          help="subtract each crop's mean MFCC / log-mel frame (CMN) before "
+                               "clustering (with ssl: from the encoder's targets), so tokens "
+                               "follow content more than voice or instrument")
     _common(semantic)
 
     stage = actions.add_parser(
@@ -477,7 +482,9 @@ def _train_semantic(args: argparse.Namespace) -> int:
         features=args.features or preset.tokenizer.features,
         num_clusters=_positive("--clusters", args.clusters) or preset.tokenizer.num_clusters,
         ssl_steps=_positive("--ssl-steps", args.ssl_steps) or preset.tokenizer.ssl_steps,
-        ssl_layer=preset.tokenizer.ssl_layer if args.layer is None else args.layer)
+        ssl_layer=preset.tokenizer.ssl_layer if args.layer is None else args.layer,
+        mean_normalization=bool(args.mean_normalization
+                                or preset.tokenizer.mean_normalization))
     rate = preset.codec.sample_rate
     hop = round(rate / recipe.frame_rate)
     crop = max(1, round(recipe.crop_seconds * rate / hop)) * hop
@@ -485,7 +492,7 @@ def _train_semantic(args: argparse.Namespace) -> int:
     model = {"command": "train-semantic", "sample_rate": rate, "seed": args.seed,
              **{name: getattr(recipe, name) for name in (
                  "frame_rate", "crop_seconds", "max_crops", "max_frames", "ssl_encoder",
-                 "ssl_targets", "ssl_batch_size", "ssl_learning_rate")}}
+                 "ssl_targets", "ssl_batch_size", "ssl_learning_rate", "mean_normalization")}}
     directory = _checkpoint_dir(args, model) if recipe.features == "ssl" else None
     dataset = AudioCropDataset(args.data, sample_rate=rate, crop_samples=crop, seed=args.seed)
     count = recipe.max_crops or dataset.num_slots
@@ -497,8 +504,10 @@ def _train_semantic(args: argparse.Namespace) -> int:
     device = resolve_device(args.device)
     options = {"sample_rate": rate, "frame_rate": recipe.frame_rate,
                "max_iterations": recipe.kmeans_iterations}
+    feature_options = {"mean_normalization": True} if recipe.mean_normalization else None
     if recipe.features == "ssl":
-        targets = KMeansTokenizer("mfcc", recipe.ssl_targets, **options)
+        targets = KMeansTokenizer("mfcc", recipe.ssl_targets, feature_options=feature_options,
+                                  **options)
         targets.fit(waves, max_frames=recipe.max_frames, seed=args.seed)
         seed_everything(args.seed)
         try:
@@ -518,7 +527,8 @@ def _train_semantic(args: argparse.Namespace) -> int:
         tokenizer = KMeansTokenizer(result.model.eval(), recipe.num_clusters,
                                     layer=recipe.ssl_layer, **options)
     else:
-        tokenizer = KMeansTokenizer(recipe.features, recipe.num_clusters, **options)
+        tokenizer = KMeansTokenizer(recipe.features, recipe.num_clusters,
+                                    feature_options=feature_options, **options)
     tokenizer.to(device)
     tokenizer.fit(waves, max_frames=recipe.max_frames, seed=args.seed)
     if _rank() == 0:

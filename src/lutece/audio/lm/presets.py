@@ -70,6 +70,10 @@ class TokenizerRecipe:
             HuBERT's first iteration).
         ssl_steps, ssl_batch_size, ssl_learning_rate: the encoder's training run (peak
             5e-4: :func:`~lutece.audio.lm.semantic.train_masked_encoder`'s default).
+        mean_normalization: per-clip mean normalization (CMN) of the MFCC / log-mel
+            frames that are clustered (``"mfcc"``, ``"log_mel"``) or whose ids the encoder
+            predicts (``"ssl"``): tokens that follow the content rather than the voice or
+            instrument's average spectrum (False).
     """
 
     features: str = "mfcc"
@@ -85,6 +89,7 @@ class TokenizerRecipe:
     ssl_steps: int = 1000
     ssl_batch_size: int = 8
     ssl_learning_rate: float = 5e-4
+    mean_normalization: bool = False
 
     def __post_init__(self) -> None:
         fn = "TokenizerRecipe"
@@ -103,6 +108,9 @@ class TokenizerRecipe:
                 or self.ssl_layer < 0:
             raise ValueError(f"{fn}: ssl_layer must be an int >= 0, got {self.ssl_layer!r}")
         self.ssl_encoder = dict(self.ssl_encoder)
+        if not isinstance(self.mean_normalization, bool):
+            raise ValueError(f"{fn}: mean_normalization must be true or false, got "
+                             f"{self.mean_normalization!r}")
 
 
 @dataclass

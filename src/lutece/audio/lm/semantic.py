@@ -195,11 +195,15 @@ class LogMelFeatures(nn.Module):
         window_ms: analysis window (25 ms -> 401 taps at 16 kHz).
         n_fft: FFT size.
         min_freq, max_freq: Hz range of the bands (``max_freq`` None: ``min(7800, sr / 2)``).
+        mean_normalization: subtract each clip's mean frame (per-utterance cepstral mean
+            normalization, CMN, as Kaldi's ``apply-cmvn --norm-vars=false``): removes the
+            clip's average spectral envelope, i.e. most of what identifies the voice,
+            instrument or channel, and keeps how the spectrum moves (False).
     """
 
     def __init__(self, sample_rate: int = 16000, n_mels: int = 40, hop_length: int = 160,
                  window_ms: float = 25.0, n_fft: int = 512, min_freq: float = 60.0,
-                 max_freq: float | None = None) -> None:
+                 max_freq: float | None = None, mean_normalization: bool = False) -> None:
         super().__init__()
         fn = "LogMelFeatures"
         _check_positive_int(fn, "sample_rate", sample_rate)
@@ -215,8 +219,10 @@ class LogMelFeatures(nn.Module):
         self.sample_rate = sample_rate
         self.n_mels = n_mels
         self.hop_length = hop_length
+        self.mean_normalization = bool(mean_normalization)
         self.options = {"n_mels": n_mels, "hop_length": hop_length, "window_ms": window_ms,
-                        "n_fft": n_fft, "min_freq": min_freq, "max_freq": max_freq}
+                        "n_fft": n_fft, "min_freq": min_freq, "max_freq": max_freq,
+                        "mean_normalization": self.mean_normalization}
 
     @property
     def frame_rate(self) -> float:
@@ -230,7 +236,8 @@ class LogMelFeatures(nn.Module):
 
     def forward(self, wave: torch.Tensor, sample_rate: int | None = None) -> torch.Tensor:
         """``wave (batch, samples)`` or ``(batch, 1, samples)`` -> ``(batch, frames, n_mels)``
-        with ``frames = samples // hop_length`` (at least one)."""
+        with ``frames = samples // hop_length`` (at least one); with ``mean_normalization``
+        each clip's frames have zero mean over time."""
         x = _check_wave("LogMelFeatures", wave, hop=self.hop_length,
                         sample_rate=self.sample_rate, given_rate=sample_rate)
         frames = x.shape[-1] // self.hop_length
@@ -239,11 +246,14 @@ class LogMelFeatures(nn.Module):
         short = self.filterbank.window_size - x.shape[-1]
         if short > 0:
             x = F.pad(x, (0, short))
-        return self.filterbank(x)[..., :frames].transpose(1, 2)
+        log_mel = self.filterbank(x)[..., :frames].transpose(1, 2)
+        if self.mean_normalization:
+            log_mel = log_mel - log_mel.mean(dim=1, keepdim=True)
+        return log_mel
 
     def extra_repr(self) -> str:
         return (f"sample_rate={self.sample_rate}, n_mels={self.n_mels}, "
-                f"hop_length={self.hop_length}")
+                f"hop_length={self.hop_length}, mean_normalization={self.mean_normalization}")
 
 
 def _dct_matrix(n_in: int, n_out: int) -> torch.Tensor:
@@ -279,21 +289,23 @@ class MFCCFeatures(nn.Module):
     Args:
         n_mfcc: cepstral coefficients kept (13), at most ``n_mels``.
         deltas: append first and second differences (True).
-        sample_rate, n_mels, hop_length, window_ms, n_fft, min_freq, max_freq: of the
-            log-mel frames (:class:`LogMelFeatures`).
+        sample_rate, n_mels, hop_length, window_ms, n_fft, min_freq, max_freq,
+            mean_normalization: of the log-mel frames (:class:`LogMelFeatures`); the DCT is
+            linear, so mean-normalized log-mel frames give mean-normalized cepstra (CMN), and
+            the deltas do not change.
     """
 
     def __init__(self, sample_rate: int = 16000, n_mfcc: int = 13, n_mels: int = 40,
                  hop_length: int = 160, deltas: bool = True, window_ms: float = 25.0,
                  n_fft: int = 512, min_freq: float = 60.0,
-                 max_freq: float | None = None) -> None:
+                 max_freq: float | None = None, mean_normalization: bool = False) -> None:
         super().__init__()
         fn = "MFCCFeatures"
         _check_positive_int(fn, "n_mfcc", n_mfcc)
         if n_mfcc > n_mels:
             raise ValueError(f"{fn}: n_mfcc ({n_mfcc}) must be <= n_mels ({n_mels})")
         self.log_mel = LogMelFeatures(sample_rate, n_mels, hop_length, window_ms, n_fft,
-                                      min_freq, max_freq)
+                                      min_freq, max_freq, mean_normalization)
         self.n_mfcc = n_mfcc
         self.deltas = bool(deltas)
         self.register_buffer("dct", _dct_matrix(n_mels, n_mfcc).float(), persistent=False)
