@@ -4,10 +4,11 @@ test) and reports every number, table and figure; a quick run makes no verdict."
 import io
 
 import pytest
+import torch
 from scipy.io import wavfile
 
 from lutece.experiments import get
-from lutece.experiments.audiolm import CONDITIONS, default_config, run_with
+from lutece.experiments.audiolm import CONDITIONS, _run_seeds, default_config, run_with
 
 # Many tiny ops: one thread is faster than two here, and far faster on a busy machine.
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -71,6 +72,20 @@ def test_audiolm_experiment_at_toy_size():
     assert wave.shape == (round(config["clip_seconds"] * config["sample_rate"]) // hop * hop,)
     assert [len(table.rows) for table in result.tables] == [7, 4, 4, 2, 3]
     assert result.tables[2].rows[0][0] == CONDITIONS[0]
+
+
+def test_seeds_in_parallel_processes_give_the_sequential_numbers():
+    config = {**_toy_config(), "seeds": [0, 2]}  # seed 1 draws one key for all 4 clips
+    sequential = _run_seeds({**config, "workers": 1})
+    parallel = _run_seeds({**config, "workers": 2})
+    assert len(parallel) == 2
+    for one, other in zip(sequential, parallel):
+        for field in ("abx", "probe", "perplexity", "speech", "music", "key_auc"):
+            assert one[field] == other[field]
+        for domain in ("speech", "music"):
+            for name, wave in one["examples"][domain].items():
+                assert torch.equal(wave, other["examples"][domain][name])
+    assert sequential[0]["probe"] != sequential[1]["probe"]
 
 
 @pytest.mark.slow

@@ -71,7 +71,9 @@ on their own.
 from __future__ import annotations
 
 import math
+import multiprocessing
 import time
+from concurrent.futures import ProcessPoolExecutor
 
 import matplotlib
 
@@ -161,9 +163,10 @@ def default_config(quick: bool, seed: int) -> dict:
             "codec_segment": 1920, "codec_lr": 1e-3, "codec_betas": (0.9, 0.99),
             "codec_n_mels": 64, "adversarial": False,
             "discriminator_warmup": 0, "codec_log_floor": 0.1, "dead_code_threshold": 0.2,
-            "num_clusters": 64, "encoder_dim": 64, "encoder_layers": 2, "ssl_layer": 1,
-            "encoder_steps": 120, "coarse_levels": 2, "stage_dim": 64, "stage_layers": 2,
-            "stage_steps": 150, "stage_batch": 16, "stage_lr": 3e-3, "probe_steps": 150}
+            "num_clusters": 64, "lm_tokenizer": "mfcc", "encoder_dim": 64,
+            "encoder_layers": 2, "ssl_layer": 1, "encoder_steps": 120, "coarse_levels": 2,
+            "stage_dim": 64, "stage_layers": 2, "stage_steps": 150, "stage_batch": 16,
+            "stage_lr": 3e-3, "probe_steps": 150}
     # 8 kHz as the quick run (a 16 kHz codec costs twice as much per step). A codec step of
     # width 256 and batch 32 costs 0.16 s, about 2 s with the discriminators (one thread,
     # measured), hence 2850 steps of reconstruction only, 50 that train the discriminator
@@ -182,9 +185,9 @@ def default_config(quick: bool, seed: int) -> dict:
         "adversarial": True, "discriminator_start": 2850, "discriminator_warmup": 2900,
         "adversarial_weight": 0.01, "feature_matching_weight": 1.0,
         "codec_log_floor": 0.1, "dead_code_threshold": 0.2, "num_clusters": 100,
-        "encoder_dim": 96, "encoder_layers": 3, "ssl_layer": 2, "encoder_steps": 300,
-        "coarse_levels": 2, "stage_dim": 96, "stage_layers": 3, "stage_steps": 300,
-        "stage_batch": 16, "stage_lr": 2e-3, "probe_steps": 250}
+        "lm_tokenizer": "mfcc", "encoder_dim": 96, "encoder_layers": 3, "ssl_layer": 2,
+        "encoder_steps": 300, "coarse_levels": 2, "stage_dim": 96, "stage_layers": 3,
+        "stage_steps": 300, "stage_batch": 16, "stage_lr": 2e-3, "probe_steps": 250}
 
 
 # ------------------------------------------------------------------------------- data
@@ -575,7 +578,8 @@ def _run_seed(config: dict, seed: int) -> dict:
     codec.eval()
     lap("codec")
 
-    feature_options = {"hop_length": sr // 100}
+    feature_options = {"hop_length": sr // 100,
+                       "mean_normalization": config.get("mfcc_mean_normalization", False)}
     mfcc_tokenizer = KMeansTokenizer("mfcc", config["num_clusters"], sample_rate=sr,
                                      frame_rate=SEMANTIC_RATE, feature_options=feature_options,
                                      max_iterations=30)
@@ -625,9 +629,11 @@ def _run_seed(config: dict, seed: int) -> dict:
     # the three stages, on the masked-encoder tokens and the codec's codes
     hop = round(sr / SEMANTIC_RATE)
     frames = data["train"].shape[1] // hop
+    lm_tokenizer = (mfcc_tokenizer if config.get("lm_tokenizer", "masked-encoder") == "mfcc"
+                    else ssl_tokenizer)
     with torch.no_grad():
-        semantic = ssl_tokenizer.tokenize(data["train"])
-        test_semantic = ssl_tokenizer.tokenize(test)
+        semantic = lm_tokenizer.tokenize(data["train"])
+        test_semantic = lm_tokenizer.tokenize(test)
     codes = train_codes[:, :2 * frames]
     k, q, qc = config["num_clusters"], config["levels"], config["coarse_levels"]
     chunk = 25
@@ -657,7 +663,7 @@ def _run_seed(config: dict, seed: int) -> dict:
     rates = token_rates(SEMANTIC_RATE, coarse_config, fine_config, semantic_tokens=semantic)
     lap("stages")
 
-    model = AudioLM(ssl_tokenizer, codec, stages["semantic"], stages["coarse"], stages["fine"])
+    model = AudioLM(lm_tokenizer, codec, stages["semantic"], stages["coarse"], stages["fine"])
     prompt_samples = round(config["prompt_seconds"] * SEMANTIC_RATE) * hop
     speech_audio = _generate(model, data["test_speech"], prompt_samples, seed)
     music_audio = _generate(model, data["test_music"], prompt_samples, seed)
@@ -713,24 +719,44 @@ def _cell(values: list[float], scale: float = 1.0, digits: int = 1) -> str:
     return text + (f" ± {scale * np.std(values):.{digits}f}" if len(values) > 1 else "")
 
 
-def run_with(config: dict, quick: bool, seed: int) -> ExperimentResult:
-    """The experiment at a given size (``default_config`` gives the quick and full ones)."""
-    start = time.perf_counter()
+def _run_seed_one_thread(config: dict, seed: int) -> dict:
     # tiny models: per-op overhead dominates, and one thread is several times faster than
     # two on a busy 2-core machine (measured while building this experiment)
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        runs = [_run_seed(config, run_seed) for run_seed in config["seeds"]]
+        return _run_seed(config, seed)
     finally:
         torch.set_num_threads(threads)
+
+
+def _run_seeds(config: dict) -> list[dict]:
+    """One :func:`_run_seed` per seed, single-threaded, in ``config["workers"]`` processes
+    (default: one per seed). Each seed seeds everything it draws, so the processes give the
+    numbers a sequential run gives; one thread per seed uses all cores where one seed's
+    thread-parallel ops would not (three seeds on two cores: about half the wall time)."""
+    seeds = list(config["seeds"])
+    workers = min(len(seeds), int(config.get("workers", len(seeds))))
+    if workers <= 1:
+        return [_run_seed_one_thread(config, run_seed) for run_seed in seeds]
+    with ProcessPoolExecutor(max_workers=workers,
+                             mp_context=multiprocessing.get_context("spawn")) as pool:
+        return list(pool.map(_run_seed_one_thread, [config] * len(seeds), seeds))
+
+
+def run_with(config: dict, quick: bool, seed: int) -> ExperimentResult:
+    """The experiment at a given size (``default_config`` gives the quick and full ones)."""
+    start = time.perf_counter()
+    runs = _run_seeds(config)
     first = runs[0]
     seeds = len(runs)
     sr = config["sample_rate"]
     ssl_name = f"masked-encoder layer {config['ssl_layer']} k-means"
     all_name = f"codec all {config['levels']} levels"
     metrics: dict = {"seeds": seeds, "sample_rate": sr, "speaker_embedding": first["embedder"],
-                     "semantic_tokenizer_for_lm": ssl_name}
+                     "semantic_tokenizer_for_lm": ("MFCC k-means"
+                                                   if config.get("lm_tokenizer") == "mfcc"
+                                                   else ssl_name)}
 
     # ---- part 1: ABX and reconstruction
     representation_names = list(first["abx"]["words"])
