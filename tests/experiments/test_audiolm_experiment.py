@@ -58,6 +58,7 @@ def test_audiolm_experiment_at_toy_size():
                 "part2_continuation_keeps_identity", "codec_log_mel_monotone"):
         assert metrics[key] in (0, 1)
     assert metrics["speaker_embedding"] in ("dvector", "mfcc")
+    assert metrics["semantic_tokenizer_for_lm"] == "MFCC k-means"
     assert metrics["voice_chance"] == 0.5 and metrics["seeds"] == 1
     assert set(result.figures) == {"audiolm_codec_bitrate", "audiolm_spectrograms",
                                    "audiolm_tradeoff"}
@@ -75,7 +76,8 @@ def test_audiolm_experiment_at_toy_size():
 
 
 def test_seeds_in_parallel_processes_give_the_sequential_numbers():
-    config = {**_toy_config(), "seeds": [0, 2]}  # seed 1 draws one key for all 4 clips
+    # seed 1 draws one key for all 4 clips; the masked encoder's tokens drive the LM here
+    config = {**_toy_config(), "seeds": [0, 2], "lm_tokenizer": "masked-encoder"}
     sequential = _run_seeds({**config, "workers": 1})
     parallel = _run_seeds({**config, "workers": 2})
     assert len(parallel) == 2
@@ -86,6 +88,11 @@ def test_seeds_in_parallel_processes_give_the_sequential_numbers():
             for name, wave in one["examples"][domain].items():
                 assert torch.equal(wave, other["examples"][domain][name])
     assert sequential[0]["probe"] != sequential[1]["probe"]
+
+
+def test_unknown_lm_tokenizer_is_a_clear_error():
+    with pytest.raises(ValueError, match="lm_tokenizer must be one of 'mfcc', 'masked-encoder'"):
+        run_with({**_toy_config(), "lm_tokenizer": "hubert"}, quick=True, seed=0)
 
 
 @pytest.mark.slow

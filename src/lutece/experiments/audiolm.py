@@ -94,6 +94,7 @@ from torch import nn  # noqa: E402
 from torch.nn import functional as F  # noqa: E402
 from torch.utils.data import TensorDataset  # noqa: E402
 
+from .._validation import check_choice  # noqa: E402
 from ..audio.lm import (  # noqa: E402
     AudioLM,
     CoarseStage,
@@ -146,6 +147,7 @@ CLAIM = ("Semantic tokens (k-means on a self-supervised model's layer) carry the
          "the prompt's voice (92.6% speaker accuracy), whereas acoustic generation from "
          "semantic tokens alone does not keep the voice (3.2%, Table III).")
 MAJOR = (0, 2, 4, 5, 7, 9, 11)
+LM_TOKENIZERS = ("mfcc", "masked-encoder")  # the semantic tokens that drive the stages
 SEMANTIC_RATE = 25.0  # Hz, AudioLM's
 NOT_REPRODUCED = (
     "Not reproduced here (they need data and compute we do not have): training on "
@@ -181,11 +183,12 @@ def default_config(quick: bool, seed: int) -> dict:
     # measured), hence 2850 steps of reconstruction only, 50 that train the discriminator
     # alone and 100 adversarial ones, whose weights are those of train_codec divided by 100
     # as the magnitude loss is about 100 times smaller than the mel loss: 12.9 min a seed
-    # alone with other jobs running. 600-step stages overfit 192 clips (held-out perplexity
-    # semantic 47 vs 16 at 300 steps, coarse 30 vs 11) and kept less identity; on 384 clips
-    # (generated, so free) they reach 11.2 and 7.6 and keep more of the voice (continuation
-    # AUC 0.76 vs 0.73 with 192 clips and 300 steps). The three seeds run in parallel
-    # processes: 48 min on two cores while a test suite ran (33 min for the 192-clip run).
+    # (seeds one after another, other jobs running). 600-step stages overfit 192 clips
+    # (held-out perplexity semantic 47 vs 16 at 300 steps, coarse 30 vs 11) and kept less
+    # identity; on 384 clips (generated, so free) they reach 11.2 and 7.6 and keep more of
+    # the voice (continuation AUC 0.76 vs 0.73 with 192 clips and 300 steps). The three
+    # seeds run in parallel processes: 48 min on two cores while a test suite ran (33 min
+    # for the 192-clip run).
     return {
         "seeds": [seed, seed + 1, seed + 2], "sample_rate": 8000, "strides": (2, 4, 5, 4),
         "clip_seconds": 3.0, "prompt_seconds": 1.5, "voices": 8, "words": 10,
@@ -638,11 +641,11 @@ def _run_seed(config: dict, seed: int) -> dict:
     quality = codec_quality(codec, test, pesq=None)
     lap("reconstruction")
 
-    # the three stages, on the masked-encoder tokens and the codec's codes
+    # the three stages, on the LM's semantic tokens and the codec's codes
     hop = round(sr / SEMANTIC_RATE)
     frames = data["train"].shape[1] // hop
-    lm_tokenizer = (mfcc_tokenizer if config.get("lm_tokenizer", "masked-encoder") == "mfcc"
-                    else ssl_tokenizer)
+    lm_tokenizer = {"mfcc": mfcc_tokenizer, "masked-encoder": ssl_tokenizer}[
+        config.get("lm_tokenizer", "masked-encoder")]
     with torch.no_grad():
         semantic = lm_tokenizer.tokenize(data["train"])
         test_semantic = lm_tokenizer.tokenize(test)
@@ -759,6 +762,8 @@ def _run_seeds(config: dict) -> list[dict]:
 def run_with(config: dict, quick: bool, seed: int) -> ExperimentResult:
     """The experiment at a given size (``default_config`` gives the quick and full ones)."""
     start = time.perf_counter()
+    check_choice("run_with", "lm_tokenizer", config.get("lm_tokenizer", "masked-encoder"),
+                 LM_TOKENIZERS)
     runs = _run_seeds(config)
     first = runs[0]
     seeds = len(runs)
@@ -923,12 +928,13 @@ def run_with(config: dict, quick: bool, seed: int) -> ExperimentResult:
     key_continuation = metrics["music_key_auc_AudioLM_continuation"]
     if key_continuation < 0.7 <= metrics["music_key_auc_real_continuation"]:
         lm_tokens = metrics["semantic_tokenizer_for_lm"].replace(" ", "_")
+        frames = "MFCC_frames" if lm_tokens == "MFCC_k-means" else "masked-encoder_layer"
         notes += (f" The key is not kept (continuation AUC {key_continuation:.2f}, real "
                   f"{metrics['music_key_auc_real_continuation']:.2f}): the semantic tokens "
                   f"carry little pitch (notes ABX error across instruments "
                   f"{100 * metrics[f'abx_notes_across_{lm_tokens}']:.0f}% for the LM's "
-                  f"tokens, {100 * metrics['abx_notes_across_MFCC_frames']:.0f}% for the "
-                  f"continuous MFCC frames they quantize), so the semantic stage cannot "
+                  f"tokens, {100 * metrics[f'abx_notes_across_{frames}']:.0f}% for the "
+                  f"continuous frames they quantize), so the semantic stage cannot "
                   f"continue a melody and the acoustic stages alone hold a note or two of "
                   f"the prompt.")
     tables = [
