@@ -41,8 +41,9 @@ corpus. The parts of AudioLM, all from :mod:`lutece.audio.lm`:
   89% from the encoder's tokens, 33% and 61% from the MFCC tokens, whose words ABX error
   was 5% against 42%; driving the LM, the MFCC tokens gave a continuation vs semantic-only
   AUC of 0.82 vs 0.63 for voices and 0.72 vs 0.53 for timbre, the encoder's 0.81 vs 0.69
-  and 0.75 vs 0.63. Mean-normalized (CMN) MFCCs, which drop the clip's average spectrum,
-  gave 0.73 vs 0.63 and 0.79 vs 0.58: less of the voice kept by the continuation;
+  and 0.75 vs 0.63. Mean-normalized (CMN) MFCCs (``mfcc_mean_normalization=True``), which
+  drop the clip's average spectrum, gave 0.73 vs 0.63 and 0.79 vs 0.58: less of the voice
+  kept by the continuation;
 - the three stages (semantic, coarse, fine) and :class:`~lutece.audio.lm.audiolm.AudioLM`.
 
 Then three small-scale versions of the paper's evidence (:mod:`lutece.audio.lm.evaluation`):
