@@ -763,8 +763,8 @@ def _run_seeds(config: dict) -> list[dict]:
 def run_with(config: dict, quick: bool, seed: int) -> ExperimentResult:
     """The experiment at a given size (``default_config`` gives the quick and full ones)."""
     start = time.perf_counter()
-    check_choice("run_with", "lm_tokenizer", config.get("lm_tokenizer", "masked-encoder"),
-                 LM_TOKENIZERS)
+    lm_choice = config.get("lm_tokenizer", "masked-encoder")
+    check_choice("run_with", "lm_tokenizer", lm_choice, LM_TOKENIZERS)
     runs = _run_seeds(config)
     first = runs[0]
     seeds = len(runs)
@@ -772,8 +772,7 @@ def run_with(config: dict, quick: bool, seed: int) -> ExperimentResult:
     ssl_name = f"masked-encoder layer {config['ssl_layer']} k-means"
     all_name = f"codec all {config['levels']} levels"
     metrics: dict = {"seeds": seeds, "sample_rate": sr, "speaker_embedding": first["embedder"],
-                     "semantic_tokenizer_for_lm": ("MFCC k-means"
-                                                   if config.get("lm_tokenizer") == "mfcc"
+                     "semantic_tokenizer_for_lm": ("MFCC k-means" if lm_choice == "mfcc"
                                                    else ssl_name)}
 
     # ---- part 1: ABX and reconstruction
@@ -929,7 +928,7 @@ def run_with(config: dict, quick: bool, seed: int) -> ExperimentResult:
     key_continuation = metrics["music_key_auc_AudioLM_continuation"]
     if key_continuation < 0.7 <= metrics["music_key_auc_real_continuation"]:
         lm_tokens = metrics["semantic_tokenizer_for_lm"].replace(" ", "_")
-        frames = "MFCC_frames" if lm_tokens == "MFCC_k-means" else "masked-encoder_layer"
+        frames = "MFCC_frames" if lm_choice == "mfcc" else "masked-encoder_layer"
         notes += (f" The key is not kept (continuation AUC {key_continuation:.2f}, real "
                   f"{metrics['music_key_auc_real_continuation']:.2f}): the semantic tokens "
                   f"carry little pitch (notes ABX error across instruments "
