@@ -154,6 +154,23 @@ def test_train_semantic_with_mean_normalization(trained, tmp_path, capsys):
     assert status == 2 and "mean_normalization" in stderr
 
 
+def test_train_semantic_on_chroma(trained, tmp_path, capsys):
+    from lutece.audio.lm import KMeansTokenizer
+
+    out = tmp_path / "chroma.pt"
+    status, stdout, _ = _run(capsys, "train-semantic", trained["data"], "--out", out,
+                             "--clusters", 8, "--features", "mfcc_chroma",
+                             "--mean-normalization", "--no-progress")
+    assert status == 0 and "mfcc_chroma features" in stdout
+    tokenizer = KMeansTokenizer.load(out)
+    assert tokenizer.feature_kind == "mfcc_chroma"
+    mfcc, chroma = tokenizer.features.extractors
+    assert mfcc.log_mel.mean_normalization and chroma.dim == 12
+    status, _, stderr = _run(capsys, "train-semantic", trained["data"], "--out", out,
+                             "--features", "chroma", "--mean-normalization")
+    assert status == 2 and "not to chroma" in stderr
+
+
 def test_train_codec_restart_and_resume(trained, tmp_path, capsys):
     out = tmp_path / "codec.pt"
     argv = ["train-codec", trained["data"], "--out", out, "--steps", 1, "--no-progress"]

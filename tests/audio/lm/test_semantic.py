@@ -2,7 +2,8 @@
 
 Oracles: scikit-learn's KMeans (inertia) and the true labels of well-separated Gaussian
 clusters; scipy.fft.dct (orthonormal DCT-II) for the MFCCs; MelFilterbank's own frames for
-the log-mel features; the frame rule floor(samples * frame_rate / sample_rate); the exact
+the log-mel features; numpy's FFT of explicitly cut windows and the pitch class of pure tones
+for the chroma; the frame rule floor(samples * frame_rate / sample_rate); the exact
 expected masked fraction of independent span starts; a tiny masked-prediction run whose
 loss must fall; save/load round-trips that must give identical tokens.
 """
@@ -15,6 +16,8 @@ import torch
 
 from lutece.audio.frontends import MelFilterbank
 from lutece.audio.lm import (
+    ChromaFeatures,
+    ConcatenatedFeatures,
     HuBERTFeatures,
     KMeansTokenizer,
     LogMelFeatures,
@@ -152,6 +155,119 @@ def _blobs(seed=0, clusters=5, per_cluster=60, dim=4):
     points = centers[truth] + 0.3 * torch.randn(len(truth), dim, generator=generator)
     order = torch.randperm(len(truth), generator=generator)
     return points[order], truth[order]
+
+
+def _tone(frequency, seconds=0.5, sr=8000, harmonics=(1.0,)):
+    t = torch.arange(int(seconds * sr), dtype=torch.float64) / sr
+    return sum(a * torch.sin(2 * math.pi * (k + 1) * frequency * t)
+               for k, a in enumerate(harmonics))
+
+
+@pytest.mark.parametrize("midi", [57, 60, 61, 66, 70, 76, 83])
+def test_chroma_of_a_harmonic_tone_peaks_at_its_pitch_class(midi):
+    frequency = 440.0 * 2 ** ((midi - 69) / 12)
+    wave = _tone(frequency, harmonics=(1.0, 0.5, 0.3))[None]
+    chroma = ChromaFeatures(8000, hop_length=80)(wave)
+    assert chroma.shape == (1, 50, 12)
+    middle = chroma[0, 10:40]
+    assert (middle.argmax(-1) == midi % 12).all()
+    torch.testing.assert_close(middle.sum(-1), torch.ones(30, dtype=torch.float64))
+    # an octave up is the same pitch class
+    up = ChromaFeatures(8000, hop_length=80)(_tone(2 * frequency)[None])[0, 10:40]
+    assert (up.argmax(-1) == midi % 12).all()
+
+
+def test_chroma_frames_match_numpy_windows_and_the_frame_rule():
+    np = pytest.importorskip("numpy")
+    sr, hop, n_fft = 8000, 80, 256
+    generator = torch.Generator().manual_seed(3)
+    wave = torch.randn(2, 1000, generator=generator, dtype=torch.float64)
+    features = ChromaFeatures(sr, hop_length=hop, n_fft=n_fft, min_freq=100.0,
+                              max_freq=3000.0, power=1.5)
+    frames = features(wave)
+    assert frames.shape == (2, 1000 // hop, 12)  # floor(samples / hop)
+    x = wave.numpy()
+    window = np.hanning(n_fft + 1)[:-1]  # periodic Hann
+    freqs = np.fft.rfftfreq(n_fft, 1 / sr)
+    used = (freqs >= 100) & (freqs <= 3000)
+    classes = np.round(12 * np.log2(freqs[used] / 440) + 69).astype(int) % 12
+    for i in (0, 1, 6, 11):  # edge frames see zeros outside the clip
+        centre = i * hop + hop // 2
+        segment = np.zeros((2, n_fft))
+        for j in range(n_fft):
+            k = centre - n_fft // 2 + j
+            if 0 <= k < x.shape[1]:
+                segment[:, j] = x[:, k]
+        power = np.abs(np.fft.rfft(segment * window)) ** 2
+        profile = np.stack([np.bincount(classes, row[used], minlength=12) for row in power])
+        profile = profile ** 1.5
+        expected = profile / profile.sum(-1, keepdims=True)
+        np.testing.assert_allclose(frames[:, i].numpy(), expected, rtol=1e-9, atol=1e-12)
+    # a gain changes nothing, silence gives zeros, a window shorter than the hop works
+    torch.testing.assert_close(features(3.0 * wave), frames)
+    assert features(torch.zeros(1, 400, dtype=torch.float64)).abs().max() == 0
+    short = ChromaFeatures(sr, hop_length=80, n_fft=32, max_freq=4000.0)(wave)
+    assert short.shape == (2, 12, 12) and torch.isfinite(short).all()
+
+
+def test_chroma_errors():
+    with pytest.raises(ValueError, match="power must be a positive number"):
+        ChromaFeatures(8000, power=0.0)
+    with pytest.raises(ValueError, match="min_freq < max_freq"):
+        ChromaFeatures(8000, min_freq=500.0, max_freq=400.0)
+    with pytest.raises(ValueError, match="sample_rate / 2"):
+        ChromaFeatures(8000, max_freq=5000.0)
+    with pytest.raises(ValueError, match="no FFT bin"):
+        ChromaFeatures(8000, n_fft=16, min_freq=100.0, max_freq=200.0)
+    with pytest.raises(ValueError, match="built for 8000 Hz"):
+        ChromaFeatures(8000, hop_length=80)(torch.zeros(1, 800), sample_rate=16000)
+    with pytest.raises(ValueError, match="share sample_rate and frame_rate"):
+        ConcatenatedFeatures(MFCCFeatures(8000, hop_length=80), ChromaFeatures(8000, 40))
+    with pytest.raises(ValueError, match="at least one"):
+        ConcatenatedFeatures()
+
+
+def test_chroma_tokens_name_the_note_whatever_the_instrument_and_octave(tmp_path):
+    """k-means on chroma gives one token per pitch class: a note played with two different
+    harmonic spectra, or an octave higher, gets the same token (MFCC tokens separate them)."""
+    sr = 8000
+    scale = [60, 62, 64, 65, 67, 69, 71]
+    bright, dull = (1.0, 0.8, 0.6, 0.5), (1.0, 0.1)
+    train = torch.stack([torch.cat([_tone(440 * 2 ** ((m - 69) / 12), 0.2, sr, h)
+                                    for m in scale]) for h in (bright, dull)]).float()
+    tokenizer = KMeansTokenizer("chroma", num_clusters=7, sample_rate=sr, frame_rate=25.0,
+                                feature_options={"hop_length": 80, "power": 2.0}, n_init=5)
+    tokenizer.fit(train, seed=0)
+
+    def token(midi, harmonics):
+        wave = _tone(440 * 2 ** ((midi - 69) / 12), 0.4, sr, harmonics).float()[None]
+        return int(tokenizer.tokenize(wave)[0, 3:7].mode().values)
+
+    for midi in scale:
+        assert token(midi, bright) == token(midi, dull) == token(midi + 12, dull)
+    assert len({token(midi, bright) for midi in scale}) == 7
+    loaded = KMeansTokenizer.load(tokenizer.save(tmp_path / "chroma.pt"))
+    assert loaded.feature_kind == "chroma"
+    assert torch.equal(loaded.tokenize(train), tokenizer.tokenize(train))
+
+
+def test_mfcc_chroma_tokenizer_concatenates_and_round_trips(waves, tmp_path):
+    options = {"n_mfcc": 13, "deltas": False, "mean_normalization": True,
+               "chroma": {"power": 2.0, "max_freq": 3000.0}}
+    tokenizer = KMeansTokenizer("mfcc_chroma", num_clusters=6, frame_rate=25.0,
+                                feature_options=options)
+    assert tokenizer.dim == 4 * (13 + 12)
+    frames = tokenizer.features(waves[:2])
+    mfcc = MFCCFeatures(SR, n_mfcc=13, deltas=False, mean_normalization=True)(waves[:2])
+    chroma = ChromaFeatures(SR, power=2.0, max_freq=3000.0)(waves[:2])
+    torch.testing.assert_close(frames, torch.cat([mfcc, chroma], -1))
+    tokenizer.fit(waves, seed=0)
+    loaded = KMeansTokenizer.load(tokenizer.save(tmp_path / "both.pt"))
+    assert torch.equal(loaded.tokenize(waves), tokenizer.tokenize(waves))
+    with pytest.raises(TypeError, match="'chroma' must be a dict"):
+        KMeansTokenizer("mfcc_chroma", feature_options={"chroma": 2.0})
+    with pytest.raises(TypeError, match="bad feature_options for 'chroma'"):
+        KMeansTokenizer("chroma", feature_options={"n_mfcc": 13})
 
 
 def test_kmeans_recovers_separated_clusters_and_matches_sklearn():

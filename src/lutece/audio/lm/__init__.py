@@ -90,6 +90,8 @@ from .metrics import log_mel_distance, pesq_score, si_snr
 from .presets import AudioLMPreset, StageRecipe, TokenizerRecipe, load_preset
 from .quantizers import QuantizerOutput, ResidualVectorQuantizer
 from .semantic import (
+    ChromaFeatures,
+    ConcatenatedFeatures,
     HuBERTFeatures,
     KMeansResult,
     KMeansTokenizer,
@@ -133,7 +135,8 @@ __all__ = [
     "discriminator_hinge_loss", "generator_hinge_loss", "feature_matching_loss",
     # semantic tokens
     "Tokenizer", "num_token_frames", "check_rate_alignment", "LogMelFeatures",
-    "MFCCFeatures", "KMeansResult", "kmeans", "KMeansTokenizer", "MaskedFeatureEncoder",
+    "MFCCFeatures", "ChromaFeatures", "ConcatenatedFeatures", "KMeansResult", "kmeans",
+    "KMeansTokenizer", "MaskedFeatureEncoder",
     "SSLFeatures", "train_masked_encoder", "HuBERTFeatures", "remove_consecutive_duplicates",
     # stages and the model
     "TransformerConfig", "CausalTransformer", "KVCache", "sample_logits", "flatten_codes",

@@ -4,7 +4,7 @@ a prompt (Borsos et al., "AudioLM", 2022, arXiv 2209.03143).
     lutece audiolm train-codec DATA_DIR --out CODEC.pt [--preset tiny|small|paper]
         [--config FILE.json] [--steps N] [--batch-size B] [--adversarial|--no-adversarial]
         [--resume|--restart]
-    lutece audiolm train-semantic DATA_DIR --out TOKENIZER.pt [--features mfcc|log_mel|ssl]
+    lutece audiolm train-semantic DATA_DIR --out TOKENIZER.pt [--features mfcc|chroma|...|ssl]
         [--mean-normalization] [--clusters K] [--ssl-steps N] [--layer L]
         [--resume|--restart]
     lutece audiolm train-stage semantic|coarse|fine DATA_DIR --tokenizer TOKENIZER.pt
@@ -143,8 +143,11 @@ def add_parsers(commands: argparse._SubParsersAction) -> None:
                     "clustered.")
     semantic.add_argument("data", type=Path, metavar="DATA_DIR")
     semantic.add_argument("--out", type=Path, required=True, metavar="TOKENIZER.pt")
-    semantic.add_argument("--features", choices=("mfcc", "log_mel", "ssl"), default=None,
-                          help="default: the preset's (tiny: mfcc)")
+    from .presets import FEATURE_CHOICES  # noqa: PLC0415 - light: no model code runs
+
+    semantic.add_argument("--features", choices=FEATURE_CHOICES, default=None,
+                          help="default: the preset's (tiny: mfcc); chroma: pitch classes, "
+                               "for music; mfcc_chroma: both side by side")
     semantic.add_argument("--clusters", type=int, default=None, metavar="K",
                           help="vocabulary size K (AudioLM: 1024)")
     semantic.add_argument("--ssl-steps", type=int, default=None, metavar="N",

@@ -43,7 +43,7 @@ from torch.nn import functional as F
 from ..._validation import check_choice, check_finite, check_floating, check_tensor
 from .codec import SoundStream
 from .metrics import log_mel_distance, pesq_score, si_snr
-from .semantic import MFCCFeatures
+from .semantic import MFCCFeatures, pitch_class_matrix
 from .transformers import (
     CoarseStage,
     CoarseStageConfig,
@@ -740,10 +740,7 @@ def chroma_profile(waves: Any, sample_rate: int, *, min_freq: float = 55.0,
         raise ValueError(f"{fn}: need 0 < min_freq < max_freq <= sample_rate / 2, got "
                          f"{min_freq}, {max_freq} at {sample_rate} Hz")
     n_fft = 2 ** round(math.log2(sample_rate / 4))
-    frequencies = torch.fft.rfftfreq(n_fft, 1.0 / sample_rate).double()
-    used = (frequencies >= min_freq) & (frequencies <= max_freq)
-    classes = (torch.round(12 * torch.log2(frequencies[used] / 440.0) + 69) % 12).long()
-    assignment = F.one_hot(classes, 12).double()  # (bins used, 12)
+    assignment = pitch_class_matrix(sample_rate, n_fft, min_freq, max_freq)  # (bins, 12)
     window = torch.hann_window(n_fft, dtype=torch.float64)
     rows = []
     for wave in items:
@@ -752,7 +749,7 @@ def chroma_profile(waves: Any, sample_rate: int, *, min_freq: float = 55.0,
             wave = F.pad(wave, (0, n_fft - wave.shape[0]))
         spectrum = torch.stft(wave, n_fft, hop_length=n_fft // 4, window=window,
                               center=False, return_complex=True).abs().square()
-        profile = spectrum[used].sum(-1) @ assignment
+        profile = spectrum.sum(-1) @ assignment
         rows.append(profile / profile.sum().clamp_min(1e-12))
     return torch.stack(rows)
 

@@ -45,7 +45,7 @@ from .transformers import (
 __all__ = ["AudioLMPreset", "TokenizerRecipe", "StageRecipe", "PRESETS", "load_preset",
            "preset_names"]
 
-FEATURE_CHOICES = ("mfcc", "log_mel", "ssl")
+FEATURE_CHOICES = ("mfcc", "log_mel", "chroma", "mfcc_chroma", "ssl")
 
 
 @dataclass
@@ -54,7 +54,9 @@ class TokenizerRecipe:
 
     Attributes:
         features: ``"mfcc"``, ``"log_mel"`` (k-means on standardized frame features, HuBERT's
-            first iteration) or ``"ssl"`` (k-means on a layer of a
+            first iteration), ``"chroma"`` (pitch-class frames: tokens that follow the notes,
+            for music), ``"mfcc_chroma"`` (both side by side) or ``"ssl"`` (k-means on a
+            layer of a
             :class:`~lutece.audio.lm.semantic.MaskedFeatureEncoder` trained first, by masked
             prediction of MFCC k-means ids).
         num_clusters: ``K`` (1024 in AudioLM).
@@ -111,6 +113,9 @@ class TokenizerRecipe:
         if not isinstance(self.mean_normalization, bool):
             raise ValueError(f"{fn}: mean_normalization must be true or false, got "
                              f"{self.mean_normalization!r}")
+        if self.mean_normalization and self.features == "chroma":
+            raise ValueError(f"{fn}: mean_normalization applies to MFCC / log-mel frames, not "
+                             f"to chroma (use features 'mfcc_chroma' to normalize its MFCCs)")
 
 
 @dataclass

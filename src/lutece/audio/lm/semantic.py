@@ -58,7 +58,8 @@ from ...train import TrainConfig, TrainResult, atomic_save, load_tagged, train
 from ..frontends.mel import MelFilterbank
 
 __all__ = ["Tokenizer", "num_token_frames", "check_rate_alignment", "LogMelFeatures",
-           "MFCCFeatures", "KMeansResult", "kmeans", "KMeansTokenizer", "MaskedFeatureEncoder",
+           "MFCCFeatures", "ChromaFeatures", "ConcatenatedFeatures", "pitch_class_matrix",
+           "KMeansResult", "kmeans", "KMeansTokenizer", "MaskedFeatureEncoder",
            "SSLFeatures", "train_masked_encoder", "HuBERTFeatures",
            "remove_consecutive_duplicates", "TOKENIZER_FORMAT"]
 
@@ -342,6 +343,129 @@ class MFCCFeatures(nn.Module):
         return f"n_mfcc={self.n_mfcc}, deltas={self.deltas}"
 
 
+def pitch_class_matrix(sample_rate: int, n_fft: int, min_freq: float, max_freq: float
+                       ) -> torch.Tensor:
+    """``(n_fft // 2 + 1, 12)`` float64 one-hot rows: FFT bin ``k`` (centre ``f = k sr / n_fft``
+    Hz) goes to pitch class ``round(12 log2(f / 440) + 69) mod 12`` (0 = C) when
+    ``min_freq <= f <= max_freq``; other bins are zero rows (Fujishima's pitch-class profile,
+    1999)."""
+    frequencies = torch.fft.rfftfreq(n_fft, 1.0 / sample_rate).double()
+    used = (frequencies >= min_freq) & (frequencies <= max_freq)
+    matrix = torch.zeros(frequencies.shape[0], 12, dtype=torch.float64)
+    classes = (torch.round(12 * torch.log2(frequencies[used] / 440.0) + 69) % 12).long()
+    matrix[used] = F.one_hot(classes, 12).double()
+    return matrix
+
+
+class ChromaFeatures(nn.Module):
+    """Pitch-class (chroma) frames ``(batch, samples) -> (batch, samples // hop_length, 12)``.
+
+    Frame ``i``: the power spectrum of a Hann window of ``n_fft`` samples centred on
+    ``i hop + hop // 2`` (zeros outside the clip), each bin between ``min_freq`` and
+    ``max_freq`` added to its pitch class (:func:`pitch_class_matrix`), raised to ``power``
+    and divided by its sum (frames sum to 1; silence gives zeros). The profile names the notes
+    sounding whatever plays them, so k-means on it gives tokens that follow a melody and
+    its key and much less the instrument (the MFCCs' low cepstra keep the spectral envelope
+    and drop the pitch). For music; in speech it follows the voice's pitch.
+
+    Args:
+        sample_rate: Hz.
+        hop_length: samples between frames (``frame_rate = sample_rate / hop_length``).
+        n_fft: window and FFT size (None: the power of two nearest ``sample_rate / 8``:
+            1024 at 8 kHz, 7.8 Hz bins, about a semitone at 130 Hz).
+        min_freq, max_freq: Hz range of the bins used (60; None: ``min(2000, sr / 2)``,
+            the first harmonics, whose pitch classes are those of the note or its fifth
+            and third).
+        power: exponent applied before normalizing (1: energy shares; larger values
+            sharpen each frame towards its strongest pitch class).
+    """
+
+    def __init__(self, sample_rate: int = 16000, hop_length: int = 160,
+                 n_fft: int | None = None, min_freq: float = 60.0,
+                 max_freq: float | None = None, power: float = 1.0) -> None:
+        super().__init__()
+        fn = "ChromaFeatures"
+        self.sample_rate = _check_positive_int(fn, "sample_rate", sample_rate)
+        self.hop_length = _check_positive_int(fn, "hop_length", hop_length)
+        if n_fft is None:
+            n_fft = 2 ** round(math.log2(sample_rate / 8))
+        self.n_fft = _check_positive_int(fn, "n_fft", n_fft, minimum=16)
+        max_freq = min(2000.0, sample_rate / 2.0) if max_freq is None else float(max_freq)
+        if not 0 < min_freq < max_freq <= sample_rate / 2:
+            raise ValueError(f"{fn}: need 0 < min_freq < max_freq <= sample_rate / 2, got "
+                             f"{min_freq}, {max_freq} at {sample_rate} Hz")
+        if not isinstance(power, (int, float)) or isinstance(power, bool) \
+                or not math.isfinite(power) or power <= 0:
+            raise ValueError(f"{fn}: power must be a positive number, got {power!r}")
+        self.power = float(power)
+        matrix = pitch_class_matrix(sample_rate, self.n_fft, min_freq, max_freq)
+        if not matrix.any():
+            raise ValueError(f"{fn}: no FFT bin lies in [{min_freq}, {max_freq}] Hz with "
+                             f"n_fft={self.n_fft}")
+        # float64 buffers, cast to the wave's dtype, so float64 waves get float64 frames
+        self.register_buffer("assignment", matrix, persistent=False)
+        self.register_buffer("window", torch.hann_window(self.n_fft, dtype=torch.float64),
+                             persistent=False)
+        self.options = {"hop_length": self.hop_length, "n_fft": self.n_fft,
+                        "min_freq": float(min_freq), "max_freq": max_freq, "power": self.power}
+
+    @property
+    def frame_rate(self) -> float:
+        """Frames per second, ``sample_rate / hop_length``."""
+        return self.sample_rate / self.hop_length
+
+    @property
+    def dim(self) -> int:
+        """12 pitch classes, C first."""
+        return 12
+
+    def forward(self, wave: torch.Tensor, sample_rate: int | None = None) -> torch.Tensor:
+        """``wave (batch, samples)`` -> ``(batch, samples // hop_length, 12)``, rows summing
+        to 1 (0 for silent frames)."""
+        x = _check_wave("ChromaFeatures", wave, hop=self.hop_length,
+                        sample_rate=self.sample_rate, given_rate=sample_rate)
+        frames = x.shape[-1] // self.hop_length
+        left = self.n_fft // 2 - self.hop_length // 2
+        right = max(0, (frames - 1) * self.hop_length + self.n_fft - left - x.shape[-1])
+        padded = F.pad(x, (max(left, 0), right))
+        if left < 0:  # a window shorter than the hop: start inside the clip
+            padded = padded[..., -left:]
+        segments = padded.unfold(-1, self.n_fft, self.hop_length)[:, :frames]
+        power = torch.fft.rfft(segments * self.window.to(x.dtype)).abs().square()
+        profile = power @ self.assignment.to(x.dtype)
+        # scaled to a peak of 1 first, so that a large power cannot overflow
+        profile = (profile / profile.amax(-1, keepdim=True).clamp_min(1e-30)) ** self.power
+        return profile / profile.sum(-1, keepdim=True).clamp_min(1e-30)
+
+    def extra_repr(self) -> str:
+        return (f"sample_rate={self.sample_rate}, hop_length={self.hop_length}, "
+                f"n_fft={self.n_fft}, power={self.power:g}")
+
+
+class ConcatenatedFeatures(nn.Module):
+    """Frame features of several extractors side by side: ``(batch, frames, sum of dims)``.
+    All must share ``sample_rate`` and ``frame_rate`` (e.g. MFCCs + chroma: the envelope of
+    speech and the notes of music in one frame)."""
+
+    def __init__(self, *extractors: nn.Module) -> None:
+        super().__init__()
+        fn = "ConcatenatedFeatures"
+        if not extractors:
+            raise ValueError(f"{fn}: give at least one extractor")
+        rates = {(int(e.sample_rate), float(e.frame_rate)) for e in extractors}
+        if len(rates) != 1:
+            raise ValueError(f"{fn}: the extractors must share sample_rate and frame_rate, got "
+                             f"{sorted(rates)}")
+        self.extractors = nn.ModuleList(extractors)
+        self.sample_rate, self.frame_rate = rates.pop()
+        self.dim = sum(int(e.dim) for e in extractors)
+
+    def forward(self, wave: torch.Tensor, sample_rate: int | None = None) -> torch.Tensor:
+        parts = [extractor(wave, sample_rate) for extractor in self.extractors]
+        frames = min(part.shape[1] for part in parts)
+        return torch.cat([part[:, :frames] for part in parts], dim=-1)
+
+
 # ----------------------------------------------------------------------------- k-means
 @dataclass(frozen=True)
 class KMeansResult:
@@ -482,7 +606,26 @@ def kmeans(x: torch.Tensor, num_clusters: int, *, max_iterations: int = 100, n_i
 
 
 # --------------------------------------------------------------------------- tokenizer
-_FEATURE_KINDS = ("log_mel", "mfcc")
+_FEATURE_KINDS = ("log_mel", "mfcc", "chroma", "mfcc_chroma")
+
+
+def _named_features(kind: str, sample_rate: int, hop_length: int,
+                    options: dict[str, Any]) -> nn.Module:
+    """The extractor a :class:`KMeansTokenizer` builds for ``kind``; ``options`` override
+    ``hop_length`` and, for ``"mfcc_chroma"``, go to the MFCCs but for a ``"chroma"`` dict of
+    :class:`ChromaFeatures` arguments (its hop is the MFCCs')."""
+    options = {"hop_length": hop_length, **options}
+    if kind == "mfcc_chroma":
+        chroma = options.pop("chroma", None) or {}
+        if not isinstance(chroma, dict):
+            raise TypeError(f"'chroma' must be a dict of ChromaFeatures arguments, got "
+                            f"{type(chroma).__name__}")
+        return ConcatenatedFeatures(
+            MFCCFeatures(sample_rate=sample_rate, **options),
+            ChromaFeatures(sample_rate=sample_rate, hop_length=options["hop_length"], **chroma))
+    extractor_class = {"mfcc": MFCCFeatures, "log_mel": LogMelFeatures,
+                       "chroma": ChromaFeatures}[kind]
+    return extractor_class(sample_rate=sample_rate, **options)
 
 
 def _iterate_waves(fn: str, waves: object, chunk: int = 16) -> Iterator[torch.Tensor]:
@@ -551,7 +694,9 @@ class KMeansTokenizer(nn.Module):
 
     Args:
         features: ``"mfcc"`` (:class:`MFCCFeatures`), ``"log_mel"``
-            (:class:`LogMelFeatures`), a :class:`MaskedFeatureEncoder` (with ``layer``), or
+            (:class:`LogMelFeatures`), ``"chroma"`` (:class:`ChromaFeatures`),
+            ``"mfcc_chroma"`` (both side by side), a :class:`MaskedFeatureEncoder` (with
+            ``layer``), or
             any module with ``sample_rate``, ``frame_rate``, ``dim`` attributes that maps
             ``(batch, samples)`` to ``(batch, floor(samples * frame_rate / sample_rate),
             dim)`` (:class:`SSLFeatures`, :class:`HuBERTFeatures`). Its frame rate must be a
@@ -560,8 +705,9 @@ class KMeansTokenizer(nn.Module):
         sample_rate: Hz (16000, AudioLM).
         frame_rate: tokens per second (25.0, AudioLM's semantic rate).
         layer: the encoder layer to cluster, when ``features`` is a MaskedFeatureEncoder.
-        feature_options: keyword arguments of the log-mel/MFCC extractor (e.g. ``n_mels``,
-            ``n_mfcc``, ``hop_length``).
+        feature_options: keyword arguments of the named extractor (e.g. ``n_mels``,
+            ``n_mfcc``, ``hop_length``, ``power``); for ``"mfcc_chroma"`` those of the MFCCs
+            plus ``chroma``, a dict of :class:`ChromaFeatures` arguments.
         max_iterations, n_init: of :func:`kmeans`.
 
     Learned state (buffers, so ``state_dict`` and :meth:`save` carry it): ``mean_`` and
@@ -587,16 +733,17 @@ class KMeansTokenizer(nn.Module):
             if layer is not None:
                 raise ValueError(f"{fn}: layer applies to an encoder, not to {features!r}")
             self.feature_kind = features
-            options = {"hop_length": min(160, self.hop_length), **self.feature_options}
-            extractor_class = MFCCFeatures if features == "mfcc" else LogMelFeatures
             try:
-                extractor: nn.Module = extractor_class(sample_rate=sample_rate, **options)
+                extractor: nn.Module = _named_features(features, sample_rate,
+                                                       min(160, self.hop_length),
+                                                       self.feature_options)
             except TypeError as error:
                 raise TypeError(f"{fn}: bad feature_options for {features!r}: {error}") \
                     from error
         elif isinstance(features, nn.Module):
             if self.feature_options:
-                raise ValueError(f"{fn}: feature_options apply to 'log_mel'/'mfcc' only")
+                raise ValueError(f"{fn}: feature_options apply to the named features "
+                                 f"{_FEATURE_KINDS} only")
             if isinstance(features, MaskedFeatureEncoder):
                 if layer is None:
                     raise ValueError(f"{fn}: pass layer= to cluster a MaskedFeatureEncoder "
@@ -614,7 +761,8 @@ class KMeansTokenizer(nn.Module):
                                     f"attribute ({type(features).__name__} has none)")
             extractor = features
         else:
-            raise TypeError(f"{fn}: features must be 'log_mel', 'mfcc' or an nn.Module, got "
+            raise TypeError(f"{fn}: features must be one of {_FEATURE_KINDS} or an nn.Module, "
+                            f"got "
                             f"{type(features).__name__}")
         if extractor.sample_rate != sample_rate:
             raise ValueError(f"{fn}: the features run at {extractor.sample_rate} Hz but "
