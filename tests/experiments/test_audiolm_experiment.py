@@ -37,7 +37,8 @@ def test_audiolm_experiment_at_toy_size():
     for domain in ("words", "notes"):
         for mode in ("within", "across"):
             for name in ("MFCC_k-means", ssl, "codec_level_1", "codec_all_levels_(embedded)",
-                         "MFCC_frames", "masked-encoder_layer", "codec_encoder_latent"):
+                         "MFCC_frames", "masked-encoder_layer", "codec_encoder_latent",
+                         "music_LM:_chroma_k-means"):
                 assert 0.0 <= metrics[f"abx_{domain}_{mode}_{name}"] <= 1.0
     for name in ("MFCC_k-means", ssl, "codec_level_1", "codec_all_2_levels"):
         assert metrics[f"probe_log_mel_{name}"] > 0
@@ -49,8 +50,10 @@ def test_audiolm_experiment_at_toy_size():
     for levels in (1, 2):
         assert metrics[f"codec_log_mel_{levels}_levels"] > 0
         assert f"codec_si_snr_db_{levels}_levels" in metrics
-    for stage in ("semantic", "coarse", "fine"):
-        assert metrics[f"perplexity_{stage}"] >= 1.0
+    for domain in ("speech", "music"):  # one AudioLM per domain
+        for stage in ("semantic", "coarse", "fine"):
+            assert metrics[f"perplexity_{domain}_{stage}"] >= 1.0
+            assert metrics[f"stage_train_seconds_{domain}_{stage}"] > 0
     # AudioLM's arithmetic at this size: 25 Hz semantic, 50 Hz x 1 coarse, 50 Hz x 1 fine
     assert metrics["token_rate_semantic"] == 25 and metrics["token_rate_coarse"] == 50
     assert metrics["token_rate_fine"] == 50
@@ -58,7 +61,8 @@ def test_audiolm_experiment_at_toy_size():
                 "part2_continuation_keeps_identity", "codec_log_mel_monotone"):
         assert metrics[key] in (0, 1)
     assert metrics["speaker_embedding"] in ("dvector", "mfcc")
-    assert metrics["semantic_tokenizer_for_lm"] == "MFCC k-means"
+    assert metrics["semantic_tokenizer_for_lm_speech"] == "MFCC k-means"
+    assert metrics["semantic_tokenizer_for_lm_music"] == "music LM: chroma k-means"
     assert metrics["voice_chance"] == 0.5 and metrics["seeds"] == 1
     assert set(result.figures) == {"audiolm_codec_bitrate", "audiolm_spectrograms",
                                    "audiolm_tradeoff"}
@@ -71,13 +75,16 @@ def test_audiolm_experiment_at_toy_size():
     hop = config["sample_rate"] // 25
     assert rate == config["sample_rate"]
     assert wave.shape == (round(config["clip_seconds"] * config["sample_rate"]) // hop * hop,)
-    assert [len(table.rows) for table in result.tables] == [7, 4, 4, 2, 3]
+    assert [len(table.rows) for table in result.tables] == [8, 4, 4, 2, 6]
     assert result.tables[2].rows[0][0] == CONDITIONS[0]
 
 
 def test_seeds_in_parallel_processes_give_the_sequential_numbers():
-    # seed 1 draws one key for all 4 clips; the masked encoder's tokens drive the LM here
-    config = {**_toy_config(), "seeds": [0, 2], "lm_tokenizer": "masked-encoder"}
+    # seed 1 draws one key for all 4 clips; the masked encoder's tokens drive the speech LM
+    # here, and MFCC + chroma tokens the music LM
+    config = {**_toy_config(), "seeds": [0, 2],
+              "lm_tokenizers": {"speech": "masked-encoder", "music": "mfcc_chroma"},
+              "lm_feature_options": {"music": {"n_mfcc": 5, "deltas": False}}}
     sequential = _run_seeds({**config, "workers": 1})
     parallel = _run_seeds({**config, "workers": 2})
     assert len(parallel) == 2
@@ -91,8 +98,11 @@ def test_seeds_in_parallel_processes_give_the_sequential_numbers():
 
 
 def test_unknown_lm_tokenizer_is_a_clear_error():
-    with pytest.raises(ValueError, match="lm_tokenizer must be one of 'mfcc', 'masked-encoder'"):
-        run_with({**_toy_config(), "lm_tokenizer": "hubert"}, quick=True, seed=0)
+    with pytest.raises(ValueError, match=r"lm_tokenizers\['music'\] must be one of 'mfcc', "
+                                         r"'masked-encoder', 'chroma'"):
+        run_with({**_toy_config(), "lm_tokenizers": {"music": "hubert"}}, quick=True, seed=0)
+    with pytest.raises(ValueError, match="an lm_tokenizers domain must be one of 'speech'"):
+        run_with({**_toy_config(), "lm_tokenizers": {"piano": "chroma"}}, quick=True, seed=0)
 
 
 @pytest.mark.slow

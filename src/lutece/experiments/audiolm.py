@@ -33,18 +33,30 @@ corpus. The parts of AudioLM, all from :mod:`lutece.audio.lm`:
     with 2 most codes counted as dead and were redrawn at every step);
 - semantic tokens (25 Hz, ``K`` ids): k-means on MFCCs (HuBERT's first iteration) and
   k-means on one layer of a tiny masked-prediction encoder trained on those MFCC ids
-  (HuBERT's second iteration; the analog of w2v-BERT's layer 7). The MFCC tokens drive the
-  LM (``lm_tokenizer="mfcc"``; ``"masked-encoder"`` selects the other): AudioLM's semantic
-  tokens are the ones that carry content and little identity, and here the encoder, trained
-  300 steps, does the reverse. With one codec (seed 0), a nearest-centroid classifier on
-  per-clip token histograms named the voice of 88% of the test clips and the instrument of
-  89% from the encoder's tokens, 33% and 61% from the MFCC tokens, whose words ABX error
-  was 5% against 42%; driving the LM, the MFCC tokens gave a continuation vs semantic-only
-  AUC of 0.82 vs 0.63 for voices and 0.72 vs 0.53 for timbre, the encoder's 0.81 vs 0.69
-  and 0.75 vs 0.63. Mean-normalized (CMN) MFCCs (``mfcc_mean_normalization=True``), which
-  drop the clip's average spectrum, gave 0.73 vs 0.63 and 0.79 vs 0.58: less of the voice
-  kept by the continuation;
-- the three stages (semantic, coarse, fine) and :class:`~lutece.audio.lm.audiolm.AudioLM`.
+  (HuBERT's second iteration; the analog of w2v-BERT's layer 7), both fitted on the whole
+  corpus and compared in part 1;
+- one AudioLM per domain, as the paper trains one on speech and one on piano: the codec is
+  shared, and each domain has its own semantic tokens (``lm_tokenizers``) and three stages
+  (semantic, coarse, fine; :class:`~lutece.audio.lm.audiolm.AudioLM`). Speech uses the MFCC
+  tokens, which carry the words and little of the voice. Music uses k-means on sharpened
+  chroma frames fitted on the melodies (``"chroma"``, power 4: the notes, whatever plays
+  them), because MFCC tokens carry the instrument's spectral envelope and no pitch. Measured
+  with one codec (seed 0), continuation vs semantic-only AUC:
+
+  ==========================================  ===========  ===========  ===========
+  tokens driving the LM                       voice        timbre       key
+  ==========================================  ===========  ===========  ===========
+  one joint LM, masked encoder layer 2         0.81 / 0.69  0.75 / 0.63  0.52 / 0.59
+  one joint LM, MFCC                           0.82 / 0.63  0.72 / 0.53  0.49 / 0.43
+  one joint LM, CMN MFCC                       0.73 / 0.63  0.79 / 0.58  0.56 / 0.45
+  per domain: MFCC / chroma                    0.83 / 0.63  0.74 / 0.50  0.65 / 0.64
+  per domain: MFCC / CMN MFCC + chroma         0.83 / 0.63  0.67 / 0.45  0.60 / 0.47
+  per domain: MFCC / chroma, power 4           0.83 / 0.63  0.80 / 0.68  0.53 / 0.67
+  ==========================================  ===========  ===========  ===========
+
+  The masked encoder, trained 300 steps, gives tokens that name the voice (a
+  nearest-centroid classifier on per-clip token histograms: 88% of test clips against 33%
+  for the MFCC tokens), the opposite of what AudioLM's semantic tokens are for;
 
 Then three small-scale versions of the paper's evidence (:mod:`lutece.audio.lm.evaluation`):
 
@@ -148,7 +160,15 @@ CLAIM = ("Semantic tokens (k-means on a self-supervised model's layer) carry the
          "the prompt's voice (92.6% speaker accuracy), whereas acoustic generation from "
          "semantic tokens alone does not keep the voice (3.2%, Table III).")
 MAJOR = (0, 2, 4, 5, 7, 9, 11)
-LM_TOKENIZERS = ("mfcc", "masked-encoder")  # the semantic tokens that drive the stages
+# the semantic tokens that can drive each domain's stages: the two part-1 tokenizers, or
+# k-means fitted on the domain's clips over chroma or MFCC + chroma frames
+LM_TOKENIZERS = ("mfcc", "masked-encoder", "chroma", "mfcc_chroma")
+DEFAULT_LM_TOKENIZERS = {"speech": "mfcc", "music": "chroma"}
+# The key is content, which AudioLM's semantic tokens carry (a piano continuation keeps the
+# melody's key), so the verdict asks the continuation to keep it, not the semantic-only
+# generation to lose it: a key AUC above this (0.5 = chance; the codec's own resynthesis of
+# the real continuation scored 0.70-0.79 while this experiment was built).
+KEY_KEPT_AUC = 0.65
 SEMANTIC_RATE = 25.0  # Hz, AudioLM's
 NOT_REPRODUCED = (
     "Not reproduced here (they need data and compute we do not have): training on "
@@ -168,14 +188,15 @@ def default_config(quick: bool, seed: int) -> dict:
         return {
             "seeds": [seed], "sample_rate": 8000, "strides": (2, 4, 5, 4), "clip_seconds": 3.0,
             "prompt_seconds": 1.5, "voices": 6, "words": 8, "instruments": 4,
-            "train_speech": 48, "train_music": 48, "test_per_identity": 2, "abx_repeats": 2,
+            "train_speech": 48, "train_music": 96, "test_per_identity": 2, "abx_repeats": 2,
             "abx_pitches": 7, "codec_channels": 8, "latent_dim": 32, "levels": 4,
             "codebook_size": 64, "codec_architecture": "spectral",
             "codec_spectral_output": "magnitude", "codec_steps": 1000, "codec_batch": 16,
             "codec_segment": 1920, "codec_lr": 1e-3, "codec_betas": (0.9, 0.99),
             "codec_n_mels": 64, "adversarial": False,
             "discriminator_warmup": 0, "codec_log_floor": 0.1, "dead_code_threshold": 0.2,
-            "num_clusters": 64, "lm_tokenizer": "mfcc", "encoder_dim": 64,
+            "num_clusters": 64, "lm_tokenizers": {"speech": "mfcc", "music": "chroma"},
+            "lm_feature_options": {"music": {"power": 4.0}}, "encoder_dim": 64,
             "encoder_layers": 2, "ssl_layer": 1, "encoder_steps": 120, "coarse_levels": 2,
             "stage_dim": 64, "stage_layers": 2, "stage_steps": 150, "stage_batch": 16,
             "stage_lr": 3e-3, "probe_steps": 150}
@@ -184,16 +205,18 @@ def default_config(quick: bool, seed: int) -> dict:
     # measured), hence 2850 steps of reconstruction only, 50 that train the discriminator
     # alone and 100 adversarial ones, whose weights are those of train_codec divided by 100
     # as the magnitude loss is about 100 times smaller than the mel loss: 12.9 min a seed
-    # (seeds one after another, other jobs running). 600-step stages overfit 192 clips
-    # (held-out perplexity semantic 47 vs 16 at 300 steps, coarse 30 vs 11) and kept less
-    # identity; on 384 clips (generated, so free) they reach 11.2 and 7.6 and keep more of
-    # the voice (continuation AUC 0.76 vs 0.73 with 192 clips and 300 steps). The three
-    # seeds run in parallel processes: 48 min on two cores while a test suite ran (33 min
-    # for the 192-clip run).
+    # (seeds one after another, other jobs running). Stages overfit small corpora: with one
+    # codec (seed 0) and 192 melodies, the music stages reached a held-out semantic
+    # perplexity of 36 at 300 steps and 76 at 450; with 576 melodies (generated, so free)
+    # 10.6 at 300 steps, where the semantic stage kept the key at the token level (AUC 0.75
+    # at temperature 0.8, real tokens 0.82) but the coarse stage, rendering the real tokens
+    # after the prompt's codes, only 0.61 (resynthesis 0.72); at 450 steps the continuation
+    # reached 0.69 and the timbre 0.77 vs 0.42 from semantic tokens alone. The three seeds
+    # run in parallel processes.
     return {
         "seeds": [seed, seed + 1, seed + 2], "sample_rate": 8000, "strides": (2, 4, 5, 4),
         "clip_seconds": 3.0, "prompt_seconds": 1.5, "voices": 8, "words": 10,
-        "instruments": 6, "train_speech": 192, "train_music": 192, "test_per_identity": 3,
+        "instruments": 6, "train_speech": 384, "train_music": 576, "test_per_identity": 4,
         "abx_repeats": 2, "abx_pitches": 8, "codec_channels": 16, "latent_dim": 48,
         "levels": 8, "codebook_size": 128, "codec_architecture": "spectral",
         "codec_spectral_output": "magnitude", "codec_steps": 3000, "codec_batch": 32,
@@ -201,9 +224,11 @@ def default_config(quick: bool, seed: int) -> dict:
         "adversarial": True, "discriminator_start": 2850, "discriminator_warmup": 2900,
         "adversarial_weight": 0.01, "feature_matching_weight": 1.0,
         "codec_log_floor": 0.1, "dead_code_threshold": 0.2, "num_clusters": 100,
-        "lm_tokenizer": "mfcc", "encoder_dim": 96, "encoder_layers": 3, "ssl_layer": 2,
-        "encoder_steps": 300, "coarse_levels": 2, "stage_dim": 96, "stage_layers": 3,
-        "stage_steps": 600, "stage_batch": 16, "stage_lr": 2e-3, "probe_steps": 250}
+        "lm_tokenizers": {"speech": "mfcc", "music": "chroma"},
+        "lm_feature_options": {"music": {"power": 4.0}}, "encoder_dim": 96,
+        "encoder_layers": 3, "ssl_layer": 2, "encoder_steps": 300, "coarse_levels": 2,
+        "stage_dim": 96, "stage_layers": 3, "stage_steps": 450, "stage_batch": 16,
+        "stage_lr": 2e-3, "probe_steps": 250}
 
 
 # ------------------------------------------------------------------------------- data
@@ -373,18 +398,24 @@ def _probe_distance(train_tokens: torch.Tensor, train_mel: torch.Tensor,
 
 
 # ------------------------------------------------------------------- part 1 pieces
+def _token_sequences(items: list, tokenizers: dict) -> dict[str, tuple[list, str]]:
+    """Per tokenizer: (its ids for each ABX item, "ids")."""
+    with torch.no_grad():
+        return {name: ([tokenizer.tokenize(torch.from_numpy(wave)[None])[0]
+                        for wave, _, _ in items], "ids")
+                for name, tokenizer in tokenizers.items()}
+
+
 def _abx_representations(items: list, tokenizers: dict, codec: SoundStream, encoder,
                          mfcc: MFCCFeatures, config: dict) -> dict:
     """Per representation: (sequences, metric) for the ABX items (isolated words or notes)."""
-    out: dict[str, tuple[list, str]] = {name: ([], "ids") for name in tokenizers}
+    out = _token_sequences(items, tokenizers)
     out.update({"codec level 1": ([], "ids"), "codec all levels (embedded)": ([], "cosine"),
                 "MFCC frames": ([], "cosine"), "masked-encoder layer": ([], "cosine"),
                 "codec encoder latent": ([], "cosine")})
     with torch.no_grad():
         for wave, _, _ in items:
             x = torch.from_numpy(wave)[None]
-            for name, tokenizer in tokenizers.items():
-                out[name][0].append(tokenizer.tokenize(x)[0])
             codes = codec.encode(x)
             out["codec level 1"][0].append(codes[0, :, 0])
             out["codec all levels (embedded)"][0].append(codec.quantizer.decode(codes)[0])
@@ -555,6 +586,74 @@ def _tradeoff_figure(abx_rows: dict, probe: dict) -> bytes:
 
 
 # ----------------------------------------------------------------------------- one seed
+def _lm_choices(config: dict) -> dict[str, str]:
+    """The semantic tokens that drive each domain's AudioLM (``config["lm_tokenizers"]``),
+    checked against :data:`LM_TOKENIZERS`."""
+    given = dict(config.get("lm_tokenizers", {}))
+    for domain in given:
+        check_choice("run_with", "an lm_tokenizers domain", domain, tuple(DEFAULT_LM_TOKENIZERS))
+    choices = {**DEFAULT_LM_TOKENIZERS, **given}
+    for domain, choice in choices.items():
+        check_choice("run_with", f"lm_tokenizers[{domain!r}]", choice, LM_TOKENIZERS)
+    return choices
+
+
+def _fit_lm_tokenizer(choice: str, clips: torch.Tensor, config: dict, domain: str,
+                      seed: int) -> KMeansTokenizer:
+    """k-means tokens on ``choice`` features ("chroma", "mfcc_chroma") of one domain's
+    training clips, with ``config["lm_feature_options"][domain]``."""
+    sr = config["sample_rate"]
+    options = {"hop_length": sr // 100,
+               **config.get("lm_feature_options", {}).get(domain, {})}
+    tokenizer = KMeansTokenizer(choice, config["num_clusters"], sample_rate=sr,
+                                frame_rate=SEMANTIC_RATE, feature_options=options,
+                                max_iterations=30)
+    return tokenizer.fit(clips, max_frames=20000, seed=seed)
+
+
+def _train_audiolm(tokenizer: KMeansTokenizer, codec: SoundStream, train_clips: torch.Tensor,
+                   test_clips: torch.Tensor, config: dict, seed: int
+                   ) -> tuple[AudioLM, dict, dict, dict]:
+    """The three stages trained on one domain's clips; returns the model and per stage the
+    held-out perplexity, the token rates and the training seconds."""
+    sr = config["sample_rate"]
+    hop = round(sr / SEMANTIC_RATE)
+    frames = train_clips.shape[1] // hop
+    with torch.no_grad():
+        semantic = tokenizer.tokenize(train_clips)
+        test_semantic = tokenizer.tokenize(test_clips)
+        codes = codec.encode(train_clips)[:, :2 * frames]
+        test_codes = codec.encode(test_clips)[:, :2 * frames]
+    k, q, qc = tokenizer.vocab_size, config["levels"], config["coarse_levels"]
+    n_codes = config["codebook_size"]
+    chunk = 25
+    coarse_config = CoarseStageConfig(semantic_vocab_size=k, codebook_size=n_codes,
+                                      coarse_levels=qc, frames_per_semantic=2,
+                                      transformer=_transformer(config, frames * (1 + 2 * qc) + 8))
+    fine_config = FineStageConfig(codebook_size=n_codes, num_levels=q, coarse_levels=qc,
+                                  chunk_frames=chunk,
+                                  transformer=_transformer(config, chunk * q + 8))
+    seed_everything(seed)
+    stages = {
+        "semantic": SemanticStage(SemanticStageConfig(vocab_size=k, temperature=0.8,
+                                                      transformer=_transformer(config,
+                                                                               frames + 8))),
+        "coarse": CoarseStage(coarse_config), "fine": FineStage(fine_config)}
+    # the fine stage sees one chunk at a time anyway: its examples are the chunks
+    chunks = codes[:, :codes.shape[1] // chunk * chunk].reshape(-1, chunk, q)
+    datasets = {"semantic": TensorDataset(semantic), "coarse": TensorDataset(semantic, codes),
+                "fine": TensorDataset(chunks)}
+    seconds = {name: _train_stage(stage, datasets[name], config, seed)
+               for name, stage in stages.items()}
+    held_out = {"semantic": [test_semantic], "coarse": [(test_semantic, test_codes)],
+                "fine": [test_codes]}
+    perplexity = {name: stage_perplexity(stage, held_out[name], restrict_to_level=True)
+                  for name, stage in stages.items()}
+    rates = token_rates(SEMANTIC_RATE, coarse_config, fine_config, semantic_tokens=semantic)
+    model = AudioLM(tokenizer, codec, stages["semantic"], stages["coarse"], stages["fine"])
+    return model, perplexity, rates, seconds
+
+
 def _run_seed(config: dict, seed: int) -> dict:
     timings: dict[str, float] = {}
     clock = time.perf_counter()
@@ -642,48 +741,29 @@ def _run_seed(config: dict, seed: int) -> dict:
     quality = codec_quality(codec, test, pesq=None)
     lap("reconstruction")
 
-    # the three stages, on the LM's semantic tokens and the codec's codes
-    hop = round(sr / SEMANTIC_RATE)
-    frames = data["train"].shape[1] // hop
-    lm_tokenizer = {"mfcc": mfcc_tokenizer, "masked-encoder": ssl_tokenizer}[
-        config.get("lm_tokenizer", "masked-encoder")]
-    with torch.no_grad():
-        semantic = lm_tokenizer.tokenize(data["train"])
-        test_semantic = lm_tokenizer.tokenize(test)
-    codes = train_codes[:, :2 * frames]
-    k, q, qc = config["num_clusters"], config["levels"], config["coarse_levels"]
-    chunk = 25
-    coarse_config = CoarseStageConfig(semantic_vocab_size=k, codebook_size=n_codes,
-                                      coarse_levels=qc, frames_per_semantic=2,
-                                      transformer=_transformer(config, frames * (1 + 2 * qc) + 8))
-    fine_config = FineStageConfig(codebook_size=n_codes, num_levels=q, coarse_levels=qc,
-                                  chunk_frames=chunk,
-                                  transformer=_transformer(config, chunk * q + 8))
-    seed_everything(seed)
-    stages = {
-        "semantic": SemanticStage(SemanticStageConfig(vocab_size=k, temperature=0.8,
-                                                      transformer=_transformer(config,
-                                                                               frames + 8))),
-        "coarse": CoarseStage(coarse_config), "fine": FineStage(fine_config)}
-    # the fine stage sees one chunk at a time anyway: its examples are the chunks
-    chunks = codes[:, :codes.shape[1] // chunk * chunk].reshape(-1, chunk, q)
-    datasets = {"semantic": TensorDataset(semantic), "coarse": TensorDataset(semantic, codes),
-                "fine": TensorDataset(chunks)}
-    stage_seconds = {name: _train_stage(stage, datasets[name], config, seed)
-                     for name, stage in stages.items()}
-    test_codes = test_codes[:, :2 * frames]
-    held_out = {"semantic": [test_semantic], "coarse": [(test_semantic, test_codes)],
-                "fine": [test_codes]}
-    perplexity = {name: stage_perplexity(stage, held_out[name], restrict_to_level=True)
-                  for name, stage in stages.items()}
-    rates = token_rates(SEMANTIC_RATE, coarse_config, fine_config, semantic_tokens=semantic)
-    lap("stages")
-
-    model = AudioLM(lm_tokenizer, codec, stages["semantic"], stages["coarse"], stages["fine"])
-    prompt_samples = round(config["prompt_seconds"] * SEMANTIC_RATE) * hop
-    speech_audio = _generate(model, data["test_speech"], prompt_samples, seed)
-    music_audio = _generate(model, data["test_music"], prompt_samples, seed)
-    lap("generation")
+    # one AudioLM per domain, as the paper trains one on speech and one on piano: the codec
+    # is shared, the semantic tokens and the three stages are the domain's own
+    named = {"mfcc": mfcc_tokenizer, "masked-encoder": ssl_tokenizer}
+    n_speech = config["train_speech"]
+    domain_clips = {"speech": (data["train"][:n_speech], data["test_speech"]),
+                    "music": (data["train"][n_speech:], data["test_music"])}
+    perplexity, rates, stage_seconds, audio = {}, {}, {}, {}
+    prompt_samples = round(config["prompt_seconds"] * SEMANTIC_RATE) * round(sr / SEMANTIC_RATE)
+    for domain, choice in _lm_choices(config).items():
+        train_clips, test_clips = domain_clips[domain]
+        lm_tokenizer = named[choice] if choice in named else _fit_lm_tokenizer(
+            choice, train_clips, config, domain, seed)
+        model, perplexity[domain], rates[domain], stage_seconds[domain] = _train_audiolm(
+            lm_tokenizer, codec, train_clips, test_clips, config, seed)
+        audio[domain] = _generate(model, test_clips, prompt_samples, seed)
+        if choice not in named:  # its content, next to the part-1 tokenizers'
+            tokenizers[f"{domain} LM: {choice} k-means"] = lm_tokenizer
+    for domain_abx, items in data["abx"].items():
+        extra = {name: tok for name, tok in tokenizers.items() if " LM: " in name}
+        if extra:
+            abx[domain_abx].update(_abx(items, _token_sequences(items, extra)))
+    speech_audio, music_audio = audio["speech"], audio["music"]
+    lap("stages and generation")
 
     enroll_count = min(len(data["train_speech_voice"]), 3 * config["voices"])
     enroll_speech = list(data["train"][:enroll_count, :prompt_samples])
@@ -712,7 +792,7 @@ def _run_seed(config: dict, seed: int) -> dict:
             "timings": timings,
             "examples": {"speech": {name: audio[0] for name, audio in speech_audio.items()},
                          "music": {name: audio[0] for name, audio in music_audio.items()}},
-            "bitrates": {"semantic": SEMANTIC_RATE * math.log2(k),
+            "bitrates": {"semantic": SEMANTIC_RATE * math.log2(config["num_clusters"]),
                          "codec level 1": codec.bitrate(1),
                          "codec all": codec.bitrate()},
             "test_clips": {"speech": len(data["test_voice"]),
@@ -763,17 +843,18 @@ def _run_seeds(config: dict) -> list[dict]:
 def run_with(config: dict, quick: bool, seed: int) -> ExperimentResult:
     """The experiment at a given size (``default_config`` gives the quick and full ones)."""
     start = time.perf_counter()
-    lm_choice = config.get("lm_tokenizer", "masked-encoder")
-    check_choice("run_with", "lm_tokenizer", lm_choice, LM_TOKENIZERS)
+    lm_choices = _lm_choices(config)
     runs = _run_seeds(config)
     first = runs[0]
     seeds = len(runs)
     sr = config["sample_rate"]
     ssl_name = f"masked-encoder layer {config['ssl_layer']} k-means"
     all_name = f"codec all {config['levels']} levels"
+    lm_names = {domain: {"mfcc": "MFCC k-means", "masked-encoder": ssl_name}.get(
+        choice, f"{domain} LM: {choice} k-means") for domain, choice in lm_choices.items()}
     metrics: dict = {"seeds": seeds, "sample_rate": sr, "speaker_embedding": first["embedder"],
-                     "semantic_tokenizer_for_lm": ("MFCC k-means" if lm_choice == "mfcc"
-                                                   else ssl_name)}
+                     **{f"semantic_tokenizer_for_lm_{domain}": name
+                        for domain, name in lm_names.items()}}
 
     # ---- part 1: ABX and reconstruction
     representation_names = list(first["abx"]["words"])
@@ -839,8 +920,9 @@ def run_with(config: dict, quick: bool, seed: int) -> ExperimentResult:
     sem_voice = metrics["speech_voice_auc_from_semantic_tokens_only"]
     cont_timbre = metrics["music_instrument_auc_AudioLM_continuation"]
     sem_timbre = metrics["music_instrument_auc_from_semantic_tokens_only"]
+    cont_key = metrics["music_key_auc_AudioLM_continuation"]
     part2 = bool(cont_voice > 0.75 and cont_voice > sem_voice + 0.1
-                 and cont_timbre > sem_timbre + 0.1)
+                 and cont_timbre > sem_timbre + 0.1 and cont_key > KEY_KEPT_AUC)
     metrics["part2_continuation_keeps_identity"] = int(part2)
 
     # ---- part 3: codec quality vs bitrate
@@ -860,16 +942,18 @@ def run_with(config: dict, quick: bool, seed: int) -> ExperimentResult:
 
     # ---- stages
     stage_rows = []
-    for name in ("semantic", "coarse", "fine"):
-        values = [r["perplexity"][name] for r in runs]
-        metrics[f"perplexity_{name}"] = _mean(values)
-        metrics[f"token_rate_{name}"] = first["rates"][name]
-        metrics[f"stage_train_seconds_{name}"] = _mean([r["stage_seconds"][name]
-                                                        for r in runs])
-        size = config["num_clusters"] if name == "semantic" else config["codebook_size"]
-        stage_rows.append([name, f"{first['rates'][name]:g}",
-                           f"{first['rates'][name + '_bps']:g}", size, _cell(values, 1, 1)])
-    metrics["token_rate_semantic_deduplicated"] = first["rates"]["semantic_deduplicated"]
+    for domain in lm_choices:
+        rates = first["rates"][domain]
+        for name in ("semantic", "coarse", "fine"):
+            values = [r["perplexity"][domain][name] for r in runs]
+            metrics[f"perplexity_{domain}_{name}"] = _mean(values)
+            metrics[f"token_rate_{name}"] = rates[name]
+            metrics[f"stage_train_seconds_{domain}_{name}"] = _mean(
+                [r["stage_seconds"][domain][name] for r in runs])
+            size = config["num_clusters"] if name == "semantic" else config["codebook_size"]
+            stage_rows.append([domain, name, f"{rates[name]:g}", f"{rates[name + '_bps']:g}",
+                               size, _cell(values, 1, 1)])
+        metrics[f"token_rate_semantic_deduplicated_{domain}"] = rates["semantic_deduplicated"]
     for name, seconds in first["timings"].items():
         metrics[f"seconds_{name.replace(' ', '_')}"] = seconds
 
@@ -918,25 +1002,24 @@ def run_with(config: dict, quick: bool, seed: int) -> ExperimentResult:
                  "error than codec level-1 tokens and a worse probe reconstruction than all "
                  "codec levels, and (2) a continuation prompt-consistency AUC for voices above "
                  "0.75 and at least 0.1 above the semantic-only generation's, for voices and "
-                 "for instruments. " + NOT_REPRODUCED)
+                 f"for instruments, and a continuation key AUC above {KEY_KEPT_AUC} (the key "
+                 "is content, which semantic tokens carry, so the semantic-only generation "
+                 "may keep it too). " + NOT_REPRODUCED)
     resynthesis_auc = metrics["speech_voice_auc_codec_resynthesis"]
     if resynthesis_auc < 0.7:
         notes += (f" Here even the codec's own resynthesis keeps the voice at an AUC of only "
                   f"{resynthesis_auc:.2f} (log-mel distance "
                   f"{mel_curve[-1]:.2f} at all levels): the codec has not learned enough for "
                   f"part (2) to separate the conditions, whatever the stages do.")
-    key_continuation = metrics["music_key_auc_AudioLM_continuation"]
-    if key_continuation < 0.7 <= metrics["music_key_auc_real_continuation"]:
-        lm_tokens = metrics["semantic_tokenizer_for_lm"].replace(" ", "_")
-        frames = "MFCC_frames" if lm_choice == "mfcc" else "masked-encoder_layer"
+    key_continuation = cont_key
+    if key_continuation <= KEY_KEPT_AUC < metrics["music_key_auc_real_continuation"]:
+        lm_tokens = lm_names["music"].replace(" ", "_")
         notes += (f" The key is not kept (continuation AUC {key_continuation:.2f}, real "
-                  f"{metrics['music_key_auc_real_continuation']:.2f}): the semantic tokens "
-                  f"carry little pitch (notes ABX error across instruments "
-                  f"{100 * metrics[f'abx_notes_across_{lm_tokens}']:.0f}% for the LM's "
-                  f"tokens, {100 * metrics[f'abx_notes_across_{frames}']:.0f}% for the "
-                  f"continuous frames they quantize), so the semantic stage cannot "
-                  f"continue a melody and the acoustic stages alone hold a note or two of "
-                  f"the prompt.")
+                  f"{metrics['music_key_auc_real_continuation']:.2f}, from the semantic "
+                  f"tokens alone {metrics['music_key_auc_from_semantic_tokens_only']:.2f}); "
+                  f"the music LM's tokens ({lm_names['music']}) have a notes ABX error across "
+                  f"instruments of {100 * metrics[f'abx_notes_across_{lm_tokens}']:.0f}% "
+                  f"(MFCC frames {100 * metrics['abx_notes_across_MFCC_frames']:.0f}%).")
     tables = [
         Table(f"Mini Table I: content (ABX error %, DTW over frames; within / across the "
               f"voice or instrument) per representation, {seeds} seed(s)",
@@ -957,9 +1040,11 @@ def run_with(config: dict, quick: bool, seed: int) -> ExperimentResult:
         Table("Codec quality vs bitrate (held-out clips)",
               ["RVQ levels", "kbit/s", "SI-SNR (dB)", "log-mel distance", "PESQ"],
               quality_rows),
-        Table("Stages: token rates and held-out perplexity (restricted to the ids each token "
-              "can be; a uniform model scores the codebook size)",
-              ["stage", "tokens/s", "bit/s", "ids per token", "perplexity"], stage_rows),
+        Table("Stages of each domain's AudioLM: token rates and held-out perplexity "
+              "(restricted to the ids each token can be; a uniform model scores the codebook "
+              "size)",
+              ["domain", "stage", "tokens/s", "bit/s", "ids per token", "perplexity"],
+              stage_rows),
     ]
     figures = {"audiolm_codec_bitrate": _quality_figure([r["quality"] for r in runs]),
                "audiolm_spectrograms": _spectrogram_figure(first["examples"], sr),
