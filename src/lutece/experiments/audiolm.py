@@ -62,7 +62,7 @@ corpus. The parts of AudioLM, all from :mod:`lutece.audio.lm`:
   runs draw other test keys.)
   The masked encoder, trained 300 steps, gives tokens that name the voice (a
   nearest-centroid classifier on per-clip token histograms: 88% of test clips against 33%
-  for the MFCC tokens), the opposite of what AudioLM's semantic tokens are for;
+  for the MFCC tokens), the opposite of what AudioLM's semantic tokens are for.
 
 Then three small-scale versions of the paper's evidence (:mod:`lutece.audio.lm.evaluation`):
 
