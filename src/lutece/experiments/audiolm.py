@@ -617,19 +617,18 @@ def _fit_lm_tokenizer(choice: str, clips: torch.Tensor, config: dict, domain: st
     return tokenizer.fit(clips, max_frames=20000, seed=seed)
 
 
-def _train_audiolm(tokenizer: KMeansTokenizer, codec: SoundStream, train_clips: torch.Tensor,
-                   test_clips: torch.Tensor, config: dict, seed: int
-                   ) -> tuple[AudioLM, dict, dict, dict]:
-    """The three stages trained on one domain's clips; returns the model and per stage the
-    held-out perplexity, the token rates and the training seconds."""
+def _train_audiolm(tokenizer: KMeansTokenizer, codec: SoundStream, clips: tuple,
+                   codes: tuple, config: dict, seed: int) -> tuple[AudioLM, dict, dict, dict]:
+    """The three stages trained on one domain's clips; ``clips`` and ``codes`` are its
+    (train, test) waves and their codec codes. Returns the model and per stage the held-out
+    perplexity, the token rates and the training seconds."""
+    (train_clips, test_clips), (codes, test_codes) = clips, codes
     sr = config["sample_rate"]
-    hop = round(sr / SEMANTIC_RATE)
-    frames = train_clips.shape[1] // hop
+    frames = train_clips.shape[1] // round(sr / SEMANTIC_RATE)
     with torch.no_grad():
         semantic = tokenizer.tokenize(train_clips)
         test_semantic = tokenizer.tokenize(test_clips)
-        codes = codec.encode(train_clips)[:, :2 * frames]
-        test_codes = codec.encode(test_clips)[:, :2 * frames]
+    codes, test_codes = codes[:, :2 * frames], test_codes[:, :2 * frames]
     k, q, qc = tokenizer.vocab_size, config["levels"], config["coarse_levels"]
     n_codes = config["codebook_size"]
     chunk = 25
@@ -750,9 +749,11 @@ def _run_seed(config: dict, seed: int) -> dict:
     # one AudioLM per domain, as the paper trains one on speech and one on piano: the codec
     # is shared, the semantic tokens and the three stages are the domain's own
     named = {"mfcc": mfcc_tokenizer, "masked-encoder": ssl_tokenizer}
-    n_speech = config["train_speech"]
+    n_speech, n_test_speech = config["train_speech"], data["test_speech"].shape[0]
     domain_clips = {"speech": (data["train"][:n_speech], data["test_speech"]),
                     "music": (data["train"][n_speech:], data["test_music"])}
+    domain_codes = {"speech": (train_codes[:n_speech], test_codes[:n_test_speech]),
+                    "music": (train_codes[n_speech:], test_codes[n_test_speech:])}
     perplexity, rates, stage_seconds, audio = {}, {}, {}, {}
     prompt_samples = round(config["prompt_seconds"] * SEMANTIC_RATE) * round(sr / SEMANTIC_RATE)
     for domain, choice in _lm_choices(config).items():
@@ -760,7 +761,7 @@ def _run_seed(config: dict, seed: int) -> dict:
         lm_tokenizer = named[choice] if choice in named else _fit_lm_tokenizer(
             choice, train_clips, config, domain, seed)
         model, perplexity[domain], rates[domain], stage_seconds[domain] = _train_audiolm(
-            lm_tokenizer, codec, train_clips, test_clips, config, seed)
+            lm_tokenizer, codec, domain_clips[domain], domain_codes[domain], config, seed)
         audio[domain] = _generate(model, test_clips, prompt_samples, seed)
         if choice not in named:  # its content, next to the part-1 tokenizers'
             tokenizers[f"{domain} LM: {choice} k-means"] = lm_tokenizer
