@@ -217,6 +217,10 @@ def test_chroma_errors():
         ChromaFeatures(8000, min_freq=500.0, max_freq=400.0)
     with pytest.raises(ValueError, match="sample_rate / 2"):
         ChromaFeatures(8000, max_freq=5000.0)
+    with pytest.raises(ValueError, match="pitch_class_matrix: need 0 < min_freq"):
+        semantic.pitch_class_matrix(8000, 1024, 0.0, 100.0)
+    with pytest.raises(ValueError, match="ChromaFeatures: need 0 < min_freq"):
+        ChromaFeatures(8000, min_freq=-1.0)
     with pytest.raises(ValueError, match="no FFT bin"):
         ChromaFeatures(8000, n_fft=16, min_freq=100.0, max_freq=200.0)
     with pytest.raises(ValueError, match="built for 8000 Hz"):

@@ -736,11 +736,8 @@ def chroma_profile(waves: Any, sample_rate: int, *, min_freq: float = 55.0,
     sample_rate = _check_rate(fn, sample_rate)
     items = _wave_list(fn, "waves", waves)
     max_freq = min(5000.0, sample_rate / 2) if max_freq is None else float(max_freq)
-    if not 0 < min_freq < max_freq <= sample_rate / 2:
-        raise ValueError(f"{fn}: need 0 < min_freq < max_freq <= sample_rate / 2, got "
-                         f"{min_freq}, {max_freq} at {sample_rate} Hz")
     n_fft = 2 ** round(math.log2(sample_rate / 4))
-    assignment = pitch_class_matrix(sample_rate, n_fft, min_freq, max_freq)  # (bins, 12)
+    assignment = pitch_class_matrix(sample_rate, n_fft, min_freq, max_freq, fn=fn)  # (bins, 12)
     window = torch.hann_window(n_fft, dtype=torch.float64)
     rows = []
     for wave in items:

@@ -343,12 +343,20 @@ class MFCCFeatures(nn.Module):
         return f"n_mfcc={self.n_mfcc}, deltas={self.deltas}"
 
 
-def pitch_class_matrix(sample_rate: int, n_fft: int, min_freq: float, max_freq: float
-                       ) -> torch.Tensor:
+def pitch_class_matrix(sample_rate: int, n_fft: int, min_freq: float, max_freq: float, *,
+                       fn: str = "pitch_class_matrix") -> torch.Tensor:
     """``(n_fft // 2 + 1, 12)`` float64 one-hot rows: FFT bin ``k`` (centre ``f = k sr / n_fft``
     Hz) goes to pitch class ``round(12 log2(f / 440) + 69) mod 12`` (0 = C) when
     ``min_freq <= f <= max_freq``; other bins are zero rows (Fujishima's pitch-class profile,
-    1999)."""
+    1999).
+
+    Raises:
+        ValueError: unless ``0 < min_freq < max_freq <= sample_rate / 2`` (``fn`` names the
+            caller in the message).
+    """
+    if not 0 < min_freq < max_freq <= sample_rate / 2:
+        raise ValueError(f"{fn}: need 0 < min_freq < max_freq <= sample_rate / 2, got "
+                         f"{min_freq}, {max_freq} at {sample_rate} Hz")
     frequencies = torch.fft.rfftfreq(n_fft, 1.0 / sample_rate).double()
     used = (frequencies >= min_freq) & (frequencies <= max_freq)
     matrix = torch.zeros(frequencies.shape[0], 12, dtype=torch.float64)
@@ -391,14 +399,11 @@ class ChromaFeatures(nn.Module):
             n_fft = 2 ** round(math.log2(sample_rate / 8))
         self.n_fft = _check_positive_int(fn, "n_fft", n_fft, minimum=16)
         max_freq = min(2000.0, sample_rate / 2.0) if max_freq is None else float(max_freq)
-        if not 0 < min_freq < max_freq <= sample_rate / 2:
-            raise ValueError(f"{fn}: need 0 < min_freq < max_freq <= sample_rate / 2, got "
-                             f"{min_freq}, {max_freq} at {sample_rate} Hz")
         if not isinstance(power, (int, float)) or isinstance(power, bool) \
                 or not math.isfinite(power) or power <= 0:
             raise ValueError(f"{fn}: power must be a positive number, got {power!r}")
         self.power = float(power)
-        matrix = pitch_class_matrix(sample_rate, self.n_fft, min_freq, max_freq)
+        matrix = pitch_class_matrix(sample_rate, self.n_fft, min_freq, max_freq, fn=fn)
         if not matrix.any():
             raise ValueError(f"{fn}: no FFT bin lies in [{min_freq}, {max_freq}] Hz with "
                              f"n_fft={self.n_fft}")
@@ -762,8 +767,7 @@ class KMeansTokenizer(nn.Module):
             extractor = features
         else:
             raise TypeError(f"{fn}: features must be one of {_FEATURE_KINDS} or an nn.Module, "
-                            f"got "
-                            f"{type(features).__name__}")
+                            f"got {type(features).__name__}")
         if extractor.sample_rate != sample_rate:
             raise ValueError(f"{fn}: the features run at {extractor.sample_rate} Hz but "
                              f"sample_rate={sample_rate}")
