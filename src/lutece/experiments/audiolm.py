@@ -604,17 +604,24 @@ def _lm_choices(config: dict) -> dict[str, str]:
     return choices
 
 
-def _fit_lm_tokenizer(choice: str, clips: torch.Tensor, config: dict, domain: str,
-                      seed: int) -> KMeansTokenizer:
-    """k-means tokens on ``choice`` features ("chroma", "mfcc_chroma") of one domain's
-    training clips, with ``config["lm_feature_options"][domain]``."""
+def _fit_kmeans_tokenizer(kind: str, clips: torch.Tensor, config: dict, options: dict,
+                          seed: int) -> KMeansTokenizer:
+    """``K = config["num_clusters"]`` k-means tokens at 25 Hz on ``kind`` frames ("mfcc",
+    "chroma", "mfcc_chroma"; 10 ms hop unless ``options`` says otherwise) of ``clips``."""
     sr = config["sample_rate"]
-    options = {"hop_length": sr // 100,
-               **config.get("lm_feature_options", {}).get(domain, {})}
-    tokenizer = KMeansTokenizer(choice, config["num_clusters"], sample_rate=sr,
-                                frame_rate=SEMANTIC_RATE, feature_options=options,
+    tokenizer = KMeansTokenizer(kind, config["num_clusters"], sample_rate=sr,
+                                frame_rate=SEMANTIC_RATE,
+                                feature_options={"hop_length": sr // 100, **options},
                                 max_iterations=30)
     return tokenizer.fit(clips, max_frames=20000, seed=seed)
+
+
+def _lm_tokenizer_name(domain: str, choice: str, config: dict) -> str:
+    """The name a domain's LM tokenizer has in the ABX table: a part-1 tokenizer's, or its
+    own for the k-means fitted on the domain's clips."""
+    return {"mfcc": "MFCC k-means",
+            "masked-encoder": f"masked-encoder layer {config['ssl_layer']} k-means"}.get(
+        choice, f"{domain} LM: {choice} k-means")
 
 
 def _train_audiolm(tokenizer: KMeansTokenizer, codec: SoundStream, clips: tuple,
@@ -698,12 +705,9 @@ def _run_seed(config: dict, seed: int) -> dict:
     codec.eval()
     lap("codec")
 
-    feature_options = {"hop_length": sr // 100,
-                       "mean_normalization": config.get("mfcc_mean_normalization", False)}
-    mfcc_tokenizer = KMeansTokenizer("mfcc", config["num_clusters"], sample_rate=sr,
-                                     frame_rate=SEMANTIC_RATE, feature_options=feature_options,
-                                     max_iterations=30)
-    mfcc_tokenizer.fit(data["train"], max_frames=20000, seed=seed)
+    mfcc_tokenizer = _fit_kmeans_tokenizer(
+        "mfcc", data["train"], config,
+        {"mean_normalization": config.get("mfcc_mean_normalization", False)}, seed)
     seed_everything(seed)
     encoder = MaskedFeatureEncoder(n_mels=40, dim=config["encoder_dim"],
                                    layers=config["encoder_layers"], heads=4,
@@ -754,21 +758,23 @@ def _run_seed(config: dict, seed: int) -> dict:
                     "music": (data["train"][n_speech:], data["test_music"])}
     domain_codes = {"speech": (train_codes[:n_speech], test_codes[:n_test_speech]),
                     "music": (train_codes[n_speech:], test_codes[n_test_speech:])}
-    perplexity, rates, stage_seconds, audio = {}, {}, {}, {}
+    perplexity, rates, stage_seconds, audio, fitted = {}, {}, {}, {}, {}
     prompt_samples = round(config["prompt_seconds"] * SEMANTIC_RATE) * round(sr / SEMANTIC_RATE)
     for domain, choice in _lm_choices(config).items():
         train_clips, test_clips = domain_clips[domain]
-        lm_tokenizer = named[choice] if choice in named else _fit_lm_tokenizer(
-            choice, train_clips, config, domain, seed)
+        if choice in named:
+            lm_tokenizer = named[choice]
+        else:
+            lm_tokenizer = _fit_kmeans_tokenizer(
+                choice, train_clips, config,
+                config.get("lm_feature_options", {}).get(domain, {}), seed)
+            fitted[_lm_tokenizer_name(domain, choice, config)] = lm_tokenizer
         model, perplexity[domain], rates[domain], stage_seconds[domain] = _train_audiolm(
             lm_tokenizer, codec, domain_clips[domain], domain_codes[domain], config, seed)
         audio[domain] = _generate(model, test_clips, prompt_samples, seed)
-        if choice not in named:  # its content, next to the part-1 tokenizers'
-            tokenizers[f"{domain} LM: {choice} k-means"] = lm_tokenizer
-    for domain_abx, items in data["abx"].items():
-        extra = {name: tok for name, tok in tokenizers.items() if " LM: " in name}
-        if extra:
-            abx[domain_abx].update(_abx(items, _token_sequences(items, extra)))
+    if fitted:  # their content, next to the part-1 tokenizers'
+        for domain_abx, items in data["abx"].items():
+            abx[domain_abx].update(_abx(items, _token_sequences(items, fitted)))
     speech_audio, music_audio = audio["speech"], audio["music"]
     lap("stages and generation")
 
@@ -857,8 +863,8 @@ def run_with(config: dict, quick: bool, seed: int) -> ExperimentResult:
     sr = config["sample_rate"]
     ssl_name = f"masked-encoder layer {config['ssl_layer']} k-means"
     all_name = f"codec all {config['levels']} levels"
-    lm_names = {domain: {"mfcc": "MFCC k-means", "masked-encoder": ssl_name}.get(
-        choice, f"{domain} LM: {choice} k-means") for domain, choice in lm_choices.items()}
+    lm_names = {domain: _lm_tokenizer_name(domain, choice, config)
+                for domain, choice in lm_choices.items()}
     metrics: dict = {"seeds": seeds, "sample_rate": sr, "speaker_embedding": first["embedder"],
                      **{f"semantic_tokenizer_for_lm_{domain}": name
                         for domain, name in lm_names.items()}}
@@ -1018,11 +1024,10 @@ def run_with(config: dict, quick: bool, seed: int) -> ExperimentResult:
                   f"{resynthesis_auc:.2f} (log-mel distance "
                   f"{mel_curve[-1]:.2f} at all levels): the codec has not learned enough for "
                   f"part (2) to separate the conditions, whatever the stages do.")
-    key_continuation = cont_key
-    if key_continuation <= KEY_KEPT_AUC < metrics["music_key_auc_real_continuation"]:
+    if cont_key <= KEY_KEPT_AUC < metrics["music_key_auc_real_continuation"]:
         lm_tokens = lm_names["music"].replace(" ", "_")
         semantic_only_key = metrics["music_key_auc_from_semantic_tokens_only"]
-        notes += (f" The key is not kept (continuation AUC {key_continuation:.2f}, real "
+        notes += (f" The key is not kept (continuation AUC {cont_key:.2f}, real "
                   f"{metrics['music_key_auc_real_continuation']:.2f}, codec resynthesis "
                   f"{metrics['music_key_auc_codec_resynthesis']:.2f}, from the semantic "
                   f"tokens alone {semantic_only_key:.2f}); the music LM's tokens "
