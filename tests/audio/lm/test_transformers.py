@@ -148,6 +148,97 @@ def test_coarse_sequence_keeps_semantic_repetitions_and_follows_the_rate_ratio()
         coarse.build_sequence(semantic, codes + N)
 
 
+def _interleaved_coarse(positions="rotary", dtype=torch.float32):
+    torch.manual_seed(0)
+    return CoarseStage(CoarseStageConfig(semantic_vocab_size=K, codebook_size=N,
+                                         coarse_levels=QC, frames_per_semantic=2,
+                                         transformer=_arch(positions),
+                                         layout="interleaved")).to(dtype).eval()
+
+
+def test_interleaved_coarse_sequence_puts_each_semantic_token_before_its_frames():
+    coarse = _interleaved_coarse()
+    semantic, codes = _tokens(2, 4, K), _codes(2, 8)
+    sequence = coarse.build_sequence(semantic, codes)
+    for b in range(2):  # the layout written out token by token
+        ids = semantic[b].tolist() + [coarse.special.separator]
+        targets = [False] * 5
+        for t in range(4):
+            ids.append(int(semantic[b, t]))
+            targets.append(False)
+            for frame in (2 * t, 2 * t + 1):
+                ids += [K + q * N + int(codes[b, frame, q]) for q in range(QC)]
+                targets += [True] * QC
+        assert sequence.ids[b].tolist() == ids
+        assert sequence.loss_mask[b].tolist() == targets
+    assert sequence.ids.shape[1] == coarse.config.sequence_length(4) == 4 + 1 + 4 * (1 + 2 * QC)
+    # the same acoustic tokens as the prefix layout, so the loss has as many targets
+    _, prefix_coarse, _ = _stages()
+    assert int(prefix_coarse.build_sequence(semantic, codes).loss_mask.sum()) == \
+        int(sequence.loss_mask.sum())
+    with pytest.raises(ValueError, match="layout must be one of"):
+        CoarseStageConfig(layout="side-by-side")
+
+
+@pytest.mark.parametrize("prompt_frames", [0, 3, 4, 10])
+def test_interleaved_coarse_generation_follows_its_own_layout(prompt_frames):
+    """Greedy codes, laid out again by build_sequence and read teacher-forced, are each the
+    argmax over their level at their position: generation inserts the semantic tokens where
+    training puts them, after a prompt of any length (odd: mid semantic frame)."""
+    coarse = _interleaved_coarse(dtype=torch.float64)
+    semantic, prompt = _tokens(2, 5, K), _codes(2, prompt_frames, QC)
+    out = coarse.generate(semantic, prompt, temperature=0.0)
+    assert torch.equal(out, coarse.generate(semantic, prompt, temperature=0.0,
+                                            use_cache=False))
+    assert out.shape == (2, 10, QC) and torch.equal(out[:, :prompt_frames], prompt)
+    sequence = coarse.build_sequence(semantic, out)
+    logits, _ = coarse.transformer(sequence.ids[:, :-1])
+    targets, is_target = sequence.ids[:, 1:], sequence.loss_mask[:, 1:].clone()
+    is_target[:, :5 + (prompt_frames + 1) // 2 + prompt_frames * QC] = False  # the prompt
+    level_low = K + (targets - K).clamp(min=0) // N * N
+    ids = torch.arange(coarse.vocab_size)
+    outside = (ids < level_low[..., None]) | (ids >= level_low[..., None] + N)
+    greedy = logits.masked_fill(outside, -math.inf).argmax(-1)
+    assert int(is_target.sum()) == 2 * (10 - prompt_frames) * QC
+    assert torch.equal(greedy[is_target], targets[is_target])
+    sampled = coarse.generate(semantic, prompt, generator=torch.Generator().manual_seed(0))
+    assert bool((sampled >= 0).all()) and bool((sampled < N).all())
+
+
+def test_interleaved_coarse_checkpoint_keeps_its_layout(tmp_path):
+    coarse = _interleaved_coarse()
+    path = coarse.save(tmp_path / "coarse.pt")
+    assert CoarseStage.from_checkpoint(path).config.layout == "interleaved"
+    _, prefix_coarse, _ = _stages()
+    with pytest.raises(ValueError, match="another configuration.*layout"):
+        CoarseStage.from_checkpoint(path, prefix_coarse.config)
+
+
+def test_forced_tokens_are_fed_not_sampled():
+    model = CausalTransformer(11, _arch()).eval()
+    prefix = _tokens(2, 3, 11)
+    ranges = torch.tensor([[0, 5]] * 4)
+    forced = torch.tensor([[-1, 7, -1, 2], [-1, 9, -1, 4]])
+    out = model.generate(prefix, ranges.clone().index_put_((torch.tensor([1, 3]),),
+                                                           torch.tensor([0, 11])),
+                         temperature=0.0, forced=forced)
+    assert out[:, [1, 3]].tolist() == [[7, 2], [9, 4]]
+    # the free tokens are the greedy continuation of the forced ones
+    chained = torch.cat((prefix, out), dim=1)
+    logits, _ = model(chained[:, :-1])
+    for step in (0, 2):
+        assert torch.equal(out[:, step], logits[:, 2 + step, :5].argmax(-1))
+    wide = torch.tensor([[0, 11]] * 4)
+    with pytest.raises(ValueError, match=r"forced must have shape \(batch, num_tokens\)"):
+        model.generate(prefix, wide, forced=forced[:, :3])
+    with pytest.raises(ValueError, match="in every row or in none"):
+        model.generate(prefix, wide, forced=torch.tensor([[-1, 7, -1, 2], [-1, -1, -1, 4]]))
+    with pytest.raises(ValueError, match="must lie in their position's range"):
+        model.generate(prefix, ranges, forced=forced)
+    with pytest.raises(ValueError, match=r"forced must hold ids in \[-1, 11\)"):
+        model.generate(prefix, wide, forced=forced - 5)
+
+
 def test_fine_sequences_hold_only_acoustic_ids():
     """The fine stage never sees semantic tokens: its builder takes codes only and every id
     it writes is an acoustic id of ``flatten_codes`` (or the separator/padding)."""

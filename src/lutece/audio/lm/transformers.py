@@ -13,7 +13,10 @@ semantic tokens ``z_t`` (``K`` ids, 25 Hz) and SoundStream codes ``y_t^q`` (``Q`
 2. **Coarse acoustic** :class:`CoarseStage`: ``p(y_t^q | z, y_<t^{<=Q'}, y_t^{<q})`` for the
    first ``Q'`` levels (``Q' = 4`` of ``Q = 12``), conditioned on all semantic tokens, kept
    *with* their repetitions so that they stay aligned with the acoustic frames.
-   Sequence: ``[z_1, ..., z_T, SEP, y_1^1, ..., y_1^Q', y_2^1, ...]``.
+   Sequence: ``[z_1, ..., z_T, SEP, y_1^1, ..., y_1^Q', y_2^1, ...]``. An option of ours
+   (``layout="interleaved"``) also repeats ``z_t`` right before its ``r`` frames after SEP,
+   as given tokens, so that a small model trained on little data finds the token each frame
+   renders at a fixed distance instead of learning the alignment.
 3. **Fine acoustic** :class:`FineStage`: ``p(y_t^q | y^{<=Q'}, y_<t^{>Q'}, y_t^{<q})`` for
    levels ``Q'+1 .. Q``, conditioned on the coarse levels only (no semantic token ever
    enters it), on non-overlapping chunks (3 s in the paper).
@@ -348,11 +351,14 @@ class CausalTransformer(nn.Module):
     def generate(self, prefix: torch.Tensor, ranges: torch.Tensor, *,
                  temperature: float = 1.0, top_k: int | None = None,
                  generator: torch.Generator | None = None,
-                 use_cache: bool = True) -> torch.Tensor:
+                 use_cache: bool = True, forced: torch.Tensor | None = None) -> torch.Tensor:
         """Sample ``len(ranges)`` tokens after ``prefix (batch, P)``; the ``i``-th new token is
-        restricted to ids in ``[ranges[i, 0], ranges[i, 1])``. Returns ``(batch, len(ranges))``
-        int64. Runs in eval mode (dropout off) and restores the previous mode. Without the
-        cache every step re-reads the whole sequence (the same result, slower)."""
+        restricted to ids in ``[ranges[i, 0], ranges[i, 1])``. ``forced (batch,
+        len(ranges))``, when given, holds ids that are fed instead of sampled where they are
+        ``>= 0`` (-1: sample), e.g. the semantic tokens of an interleaved coarse sequence.
+        Returns ``(batch, len(ranges))`` int64. Runs in eval mode (dropout off) and restores
+        the previous mode. Without the cache every step re-reads the whole sequence (the same
+        result, slower)."""
         fn = "CausalTransformer.generate"
         prefix = _check_ids(fn, "prefix", prefix, ndim=2, high=self.vocab_size,
                             what="token ids")
@@ -363,6 +369,18 @@ class CausalTransformer(nn.Module):
                              f"low < high")
         batch, length = prefix.shape
         num_tokens = ranges.shape[0]
+        if forced is not None:
+            forced = _check_ids(fn, "forced", forced, ndim=2, high=self.vocab_size, low=-1)
+            if forced.shape != (batch, num_tokens):
+                raise ValueError(f"{fn}: forced must have shape (batch, num_tokens) = "
+                                 f"{(batch, num_tokens)}, got {tuple(forced.shape)}")
+            given = forced >= 0
+            if bool((given.any(0) & ~given.all(0)).any()):
+                raise ValueError(f"{fn}: each column of forced must be forced in every row or "
+                                 f"in none (-1 everywhere)")
+            outside = given & ((forced < ranges[:, 0]) | (forced >= ranges[:, 1]))
+            if bool(outside.any()):
+                raise ValueError(f"{fn}: forced ids must lie in their position's range")
         if length == 0:
             raise ValueError(f"{fn}: prefix must hold at least one token (e.g. BOS)")
         if length + num_tokens > self.config.max_length:
@@ -376,9 +394,13 @@ class CausalTransformer(nn.Module):
         self.eval()
         try:
             logits, cache = self._forward(prefix, KVCache())
+            free = None if forced is None else (forced < 0).all(0).tolist()
             for step, (low, high) in enumerate(ranges.tolist()):
-                last = logits[:, -1].masked_fill((ids < low) | (ids >= high), -math.inf)
-                out[:, step] = _sample(last, temperature, top_k, generator)
+                if free is None or free[step]:
+                    last = logits[:, -1].masked_fill((ids < low) | (ids >= high), -math.inf)
+                    out[:, step] = _sample(last, temperature, top_k, generator)
+                else:
+                    out[:, step] = forced[:, step]
                 if step + 1 < num_tokens:
                     if use_cache:
                         logits, cache = self._forward(out[:, step:step + 1], cache)
@@ -533,6 +555,9 @@ def _transformer_from(values: Any) -> TransformerConfig:
     return values
 
 
+COARSE_LAYOUTS = ("prefix", "interleaved")
+
+
 @dataclass
 class SemanticStageConfig:
     """:class:`SemanticStage`: ``p(z_t | z_<t)`` over de-duplicated semantic tokens.
@@ -571,6 +596,12 @@ class CoarseStageConfig:
         temperature: default sampling temperature (0.8 for stage 2 [S]).
         top_k: default top-k (None).
         transformer: ``max_length`` 2304 fits a 10 s crop: 250 + 1 + 500 x 4 = 2251 tokens.
+        layout: ``"prefix"`` (AudioLM's: all semantic tokens, SEP, then the acoustic tokens)
+            or ``"interleaved"``: the same prefix, then each semantic token again right before
+            its ``r`` frames' acoustic tokens, so the token a frame renders sits at a fixed
+            distance from it. With little data a small model does not learn the alignment
+            of the prefix layout (``r Q' + 1`` more tokens per semantic frame of distance);
+            the repeated tokens are given, never targets nor sampled.
     """
 
     semantic_vocab_size: int = 1024
@@ -581,6 +612,7 @@ class CoarseStageConfig:
     top_k: int | None = None
     transformer: TransformerConfig = field(
         default_factory=lambda: TransformerConfig(max_length=2304))
+    layout: str = "prefix"
 
     def __post_init__(self) -> None:
         self.transformer = _transformer_from(self.transformer)
@@ -588,10 +620,15 @@ class CoarseStageConfig:
                      "frames_per_semantic"):
             check_int("CoarseStageConfig", name, getattr(self, name))
         _check_sampling("CoarseStageConfig", self.temperature, self.top_k)
+        if self.layout not in COARSE_LAYOUTS:
+            raise ValueError(f"CoarseStageConfig: layout must be one of {COARSE_LAYOUTS}, got "
+                             f"{self.layout!r}")
 
     def sequence_length(self, semantic_frames: int) -> int:
-        """Tokens of a sequence over ``semantic_frames``: ``T + 1 + r T Q'``."""
-        return semantic_frames * (1 + self.frames_per_semantic * self.coarse_levels) + 1
+        """Tokens of a sequence over ``semantic_frames``: ``T + 1 + r T Q'`` (prefix layout),
+        ``T + 1 + T (1 + r Q')`` (interleaved)."""
+        per_frame = 1 + self.frames_per_semantic * self.coarse_levels
+        return semantic_frames * (per_frame + (self.layout == "interleaved")) + 1
 
 
 @dataclass
@@ -848,17 +885,41 @@ class CoarseStage(_Stage):
     def _acoustic_ids(self, codes: torch.Tensor) -> torch.Tensor:
         return self.acoustic_offset + flatten_codes(codes, self.config.codebook_size)
 
+    def _after_separator(self, semantic: torch.Tensor, codes: torch.Tensor
+                         ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The tokens after SEP for the first ``F`` frames ``codes (batch, F, Q')`` and which
+        of them are acoustic: ``K + flatten(codes)``, or in the interleaved layout, per
+        semantic frame ``t`` with a frame among the ``F``, ``z_t`` then its frames'
+        tokens. Both ``(batch, length)``."""
+        cfg = self.config
+        acoustic = self._acoustic_ids(codes)
+        if cfg.layout == "prefix":
+            return acoustic, torch.ones_like(acoustic, dtype=torch.bool)
+        batch, frames = codes.shape[:2]
+        r, per_frame = cfg.frames_per_semantic, cfg.coarse_levels
+        blocks = -(-frames // r)
+        # pad the last block to r frames, lay the blocks out, then drop the padding (at the end)
+        padded = F.pad(acoustic, (0, (blocks * r - frames) * per_frame))
+        ids = torch.cat((semantic[:, :blocks, None],
+                         padded.reshape(batch, blocks, r * per_frame)), dim=2)
+        is_acoustic = torch.ones_like(ids, dtype=torch.bool)
+        is_acoustic[:, :, 0] = False
+        length = blocks + frames * per_frame
+        return ids.reshape(batch, -1)[:, :length], is_acoustic.reshape(batch, -1)[:, :length]
+
     def build_sequence(self, semantic: torch.Tensor, codes: torch.Tensor) -> TokenSequence:
         """``semantic (batch, T)`` and ``codes (batch, r T, >= Q')`` (levels beyond ``Q'`` are
         ignored) -> ``[semantic, SEP, K + flatten(codes[..., :Q'])]``, ``(batch, T + 1 +
-        r T Q')``; the semantic tokens keep their repetitions."""
+        r T Q')``, the semantic tokens keeping their repetitions; in the interleaved layout
+        ``z_t`` also precedes frames ``r t .. r t + r - 1`` after SEP (``T`` more tokens).
+        Only acoustic tokens are targets."""
         fn = "CoarseStage.build_sequence"
         semantic, codes = self._check_pair(fn, semantic, codes, exact=True)
-        acoustic = self._acoustic_ids(codes)
+        tail, is_acoustic = self._after_separator(semantic, codes)
         separator = semantic.new_full((semantic.shape[0], 1), self.special.separator)
-        ids = torch.cat((semantic, separator, acoustic), dim=1)
-        mask = torch.zeros_like(ids, dtype=torch.bool)
-        mask[:, -acoustic.shape[1]:] = True
+        ids = torch.cat((semantic, separator, tail), dim=1)
+        mask = torch.cat((torch.zeros_like(semantic, dtype=torch.bool),
+                          torch.zeros_like(separator, dtype=torch.bool), is_acoustic), dim=1)
         self._check_fits(fn, ids.shape[1], f"{semantic.shape[1]} semantic frames")
         return TokenSequence(ids, mask)
 
@@ -877,14 +938,36 @@ class CoarseStage(_Stage):
         if prompt_codes is None:
             prompt_codes = semantic.new_empty(batch, 0, cfg.coarse_levels)
         separator = semantic.new_full((batch, 1), self.special.separator)
-        prefix = torch.cat((semantic, separator, self._acoustic_ids(prompt_codes)), dim=1)
-        missing = frames - prompt_codes.shape[1]
+        given, _ = self._after_separator(semantic, prompt_codes)
+        prefix = torch.cat((semantic, separator, given), dim=1)
+        done = prompt_codes.shape[1]
+        missing = frames - done
         self._check_fits(fn, cfg.sequence_length(semantic.shape[1]),
                          f"{semantic.shape[1]} semantic frames")
         ranges = _level_ranges(missing, 0, cfg.coarse_levels, cfg.codebook_size,
                                self.acoustic_offset, semantic.device)
+        forced = None
+        if cfg.layout == "interleaved" and missing:
+            # z_t goes before each missing frame that starts semantic frame t
+            r, per_frame = cfg.frames_per_semantic, cfg.coarse_levels
+            starts = [f for f in range(done, frames) if f % r == 0]
+            where = [(f - done) * per_frame + i for i, f in enumerate(starts)]
+            row = torch.full((len(ranges) + len(starts),), -1, dtype=torch.long,
+                             device=semantic.device)
+            is_semantic = torch.zeros_like(row, dtype=torch.bool)
+            is_semantic[where] = True
+            forced = row.repeat(batch, 1)
+            forced[:, is_semantic] = semantic[:, [f // r for f in starts]]
+            full = torch.empty(len(row), 2, dtype=torch.long, device=semantic.device)
+            full[is_semantic] = torch.tensor([0, cfg.semantic_vocab_size],
+                                             device=semantic.device)
+            full[~is_semantic] = ranges
+            ranges = full
         new = self.transformer.generate(prefix, ranges, temperature=temperature, top_k=top_k,
-                                        generator=generator, use_cache=use_cache)
+                                        generator=generator, use_cache=use_cache,
+                                        forced=forced)
+        if forced is not None:
+            new = new[:, forced[0] < 0]
         new = (new - self.acoustic_offset).reshape(batch, missing, cfg.coarse_levels) \
             % cfg.codebook_size
         return torch.cat((prompt_codes, new), dim=1)
