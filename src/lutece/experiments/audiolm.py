@@ -224,9 +224,9 @@ def default_config(quick: bool, seed: int) -> dict:
     # perplexity of 36 at 300 steps and 76 at 450; with 576 melodies (generated, so free)
     # 10.6 at 300 steps, where the semantic stage kept the key at the token level (AUC 0.75
     # at temperature 0.8, real tokens 0.82) but the coarse stage, rendering the real tokens
-    # after the prompt's codes, only 0.61 (resynthesis 0.72); at 450 steps the continuation
-    # reached 0.69 and the timbre 0.77 vs 0.42 from semantic tokens alone. The three seeds
-    # run in parallel processes.
+    # after the prompt's codes, only 0.61 (resynthesis 0.72), hence the interleaved coarse
+    # layout (module doc); at 450 steps the continuation reached 0.69 and the timbre 0.77 vs
+    # 0.42 from semantic tokens alone. The three seeds run in parallel processes.
     return {
         "seeds": [seed, seed + 1, seed + 2], "sample_rate": 8000, "strides": (2, 4, 5, 4),
         "clip_seconds": 3.0, "prompt_seconds": 1.5, "voices": 8, "words": 10,
