@@ -841,7 +841,9 @@ class CoarseStage(_Stage):
 
     Vocabulary: ``K`` semantic ids, then ``Q' N`` acoustic ids (level ``q`` code ``c`` ->
     ``K + q N + c``), then BOS, SEP, EOS. Sequence: ``[z (with repetitions), SEP,
-    flatten(y^{1..Q'})]``; only the acoustic tokens are targets.
+    flatten(y^{1..Q'})]`` (``layout="interleaved"``: ``z_t`` also before frames ``r t ..
+    r t + r - 1`` after SEP, fed at generation, not sampled); only the acoustic tokens are
+    targets.
     """
 
     config_class = CoarseStageConfig
