@@ -63,8 +63,9 @@ corpus. The parts of AudioLM, all from :mod:`lutece.audio.lm`:
   The coarse stages use the interleaved layout (``coarse_layout``;
   :class:`~lutece.audio.lm.transformers.CoarseStageConfig`): after AudioLM's prefix of all
   semantic tokens, each one is repeated before its two frames' codes. In the prefix layout
-  a frame's token lies ``3.5 t + 76`` positions back, a distance the 3-layer stage has to
-  learn from a few hundred clips, and it rendered the notes poorly. Measured with one codec
+  the codes of semantic frame ``t`` lie ``76 + 3 t`` to ``79 + 3 t`` positions after its token
+  (75 frames, two coarse levels), an alignment the 3-layer stage has to learn from a few
+  hundred clips, and it rendered the notes poorly. Measured with one codec
   (seed 0, 576 melodies, 450 steps, 24 test melodies), prefix -> interleaved: held-out coarse
   perplexity 3.9 -> 3.5, key AUC of the semantic-only generation 0.51 -> 0.69 and of the
   continuation 0.66 -> 0.67 (real continuation 0.77, codec resynthesis 0.69).
