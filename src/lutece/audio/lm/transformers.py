@@ -942,28 +942,21 @@ class CoarseStage(_Stage):
         separator = semantic.new_full((batch, 1), self.special.separator)
         given, _ = self._after_separator(semantic, prompt_codes)
         prefix = torch.cat((semantic, separator, given), dim=1)
-        done = prompt_codes.shape[1]
-        missing = frames - done
+        missing = frames - prompt_codes.shape[1]
         self._check_fits(fn, cfg.sequence_length(semantic.shape[1]),
                          f"{semantic.shape[1]} semantic frames")
         ranges = _level_ranges(missing, 0, cfg.coarse_levels, cfg.codebook_size,
                                self.acoustic_offset, semantic.device)
         forced = None
         if cfg.layout == "interleaved" and missing:
-            # z_t goes before each missing frame that starts semantic frame t
-            r, per_frame = cfg.frames_per_semantic, cfg.coarse_levels
-            starts = [f for f in range(done, frames) if f % r == 0]
-            where = [(f - done) * per_frame + i for i, f in enumerate(starts)]
-            row = torch.full((len(ranges) + len(starts),), -1, dtype=torch.long,
-                             device=semantic.device)
-            is_semantic = torch.zeros_like(row, dtype=torch.bool)
-            is_semantic[where] = True
-            forced = row.repeat(batch, 1)
-            forced[:, is_semantic] = semantic[:, [f // r for f in starts]]
-            full = torch.empty(len(row), 2, dtype=torch.long, device=semantic.device)
-            full[is_semantic] = torch.tensor([0, cfg.semantic_vocab_size],
-                                             device=semantic.device)
-            full[~is_semantic] = ranges
+            # the whole layout over placeholder codes says where the given semantic tokens go
+            placeholder = prompt_codes.new_zeros(batch, frames, cfg.coarse_levels)
+            tail, is_acoustic = self._after_separator(semantic, placeholder)
+            tail, is_acoustic = tail[:, given.shape[1]:], is_acoustic[0, given.shape[1]:]
+            forced = tail.masked_fill(is_acoustic, -1)
+            full = ranges.new_empty(is_acoustic.shape[0], 2)
+            full[~is_acoustic] = torch.tensor([0, cfg.semantic_vocab_size], device=full.device)
+            full[is_acoustic] = ranges
             ranges = full
         new = self.transformer.generate(prefix, ranges, temperature=temperature, top_k=top_k,
                                         generator=generator, use_cache=use_cache,
