@@ -8,7 +8,14 @@ import torch
 from scipy.io import wavfile
 
 from lutece.experiments import get
-from lutece.experiments.audiolm import CONDITIONS, _run_seeds, default_config, run_with
+from lutece.experiments.audiolm import (
+    CONDITIONS,
+    KEY_KEPT_AUC,
+    _narrow_key_note,
+    _run_seeds,
+    default_config,
+    run_with,
+)
 
 # Many tiny ops: one thread is faster than two here, and far faster on a busy machine.
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -110,3 +117,13 @@ def test_quick_audiolm_experiment_within_budget():
     result = get("audiolm").run(True, 0)
     assert result.seconds < 300
     assert result.claim_shown is None
+
+
+def test_a_narrow_key_margin_is_said_with_the_seeds_values():
+    narrow = [KEY_KEPT_AUC - 0.02, KEY_KEPT_AUC + 0.03, KEY_KEPT_AUC + 0.07]  # mean +0.027
+    note = _narrow_key_note(narrow)
+    assert "kept narrowly" in note and "standard deviation (0.04" in note
+    assert f"per seed {narrow[0]:.2f}, {narrow[1]:.2f}, {narrow[2]:.2f}" in note
+    assert _narrow_key_note([KEY_KEPT_AUC + 0.10, KEY_KEPT_AUC + 0.12]) == ""  # clear margin
+    assert _narrow_key_note([KEY_KEPT_AUC - 0.05, KEY_KEPT_AUC - 0.01]) == ""  # not kept
+    assert _narrow_key_note([KEY_KEPT_AUC + 0.01]) == ""  # one seed: no spread to compare
